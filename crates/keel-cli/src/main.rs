@@ -1,0 +1,72 @@
+//! The `keel` binary: argument parsing and glue only. Every operation lives
+//! in a library crate so that the CLI and the HTTP server share one
+//! implementation.
+
+mod cmd;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// keel: an MLOps platform in one binary — versioned data, cached pipelines,
+/// experiment tracking, validation, serving and monitoring.
+#[derive(Parser, Debug)]
+#[command(name = "keel", version, about, propagate_version = true)]
+struct Cli {
+    /// Run as if keel was started in DIR.
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    chdir: Option<PathBuf>,
+
+    /// Metadata DB URL (sqlite://PATH or postgres://…); default: the project's.
+    #[arg(long, global = true, env = "KEEL_DB", value_name = "URL")]
+    db: Option<String>,
+
+    /// Object store URL (a directory or s3://bucket/prefix); default: the project's.
+    #[arg(long, global = true, env = "KEEL_OBJECTS", value_name = "URL")]
+    objects: Option<String>,
+
+    /// Machine-readable JSON on stdout instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a keel project (.keel/ with the metadata DB and object store).
+    Init(cmd::init::InitArgs),
+    /// Versioned datasets: add, status, diff, log, checkout, push, pull.
+    #[command(subcommand)]
+    Data(cmd::data::DataCommand),
+    /// Re-hash every object and check every dataset version's references.
+    Fsck(cmd::fsck::FsckArgs),
+    /// Run the end-to-end demo of keel's loop.
+    Demo(cmd::demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let global = cmd::Global {
+        chdir: cli.chdir,
+        db: cli.db,
+        objects: cli.objects,
+        json: cli.json,
+    };
+    let result = match cli.command {
+        Command::Init(args) => cmd::init::run(&global, args),
+        Command::Data(args) => cmd::data::run(&global, args),
+        Command::Fsck(args) => cmd::fsck::run(&global, args),
+        Command::Demo(args) => cmd::demo::run(&global, args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            output::report_error(&err);
+            ExitCode::from(cmd::exit_code(&err))
+        }
+    }
+}

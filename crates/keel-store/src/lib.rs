@@ -1,0 +1,2 @@
+//! keel's stores.
+#![deny(missing_docs)]
