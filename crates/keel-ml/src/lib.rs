@@ -1,0 +1,16 @@
+//! keel's models.
+//!
+//! - [`onnx`]: a native runtime for tabular ONNX models (the `ai.onnx.ml`
+//!   operators scikit-learn exports use, plus standard operators), with
+//!   tree ensembles over flat node arrays.
+//!
+//! ```
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![deny(missing_docs)]
+
+mod error;
+pub mod onnx;
+
+pub use error::Error;

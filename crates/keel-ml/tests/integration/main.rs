@@ -1,0 +1,9 @@
+//! keel-ml's integration tests: one binary, one module per concern.
+//!
+//! The Python-backed modules compare keel against scikit-learn, fairlearn
+//! and onnxruntime by running the scripts in `tests/python/` with the
+//! interpreter named by `KEEL_PYTHON` (see [`util::python`]).
+
+mod util;
+
+mod onnx_parity;
