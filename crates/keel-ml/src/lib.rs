@@ -14,3 +14,5 @@ mod error;
 pub mod onnx;
 
 pub use error::Error;
+pub mod fairness;
+pub mod metrics;

@@ -6,4 +6,5 @@
 
 mod util;
 
+mod metric_parity;
 mod onnx_parity;
