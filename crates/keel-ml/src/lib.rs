@@ -16,3 +16,8 @@ pub mod onnx;
 pub use error::Error;
 pub mod fairness;
 pub mod metrics;
+pub mod table;
+pub mod train;
+pub mod evaluate;
+pub mod gates;
+pub mod package;

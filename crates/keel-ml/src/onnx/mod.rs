@@ -124,6 +124,7 @@ pub struct Model {
     opsets: Vec<(String, i64)>,
     producer: String,
     metadata: Vec<(String, String)>,
+    class_labels: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for Model {
@@ -194,7 +195,25 @@ impl Model {
             inputs.push((io_info(vi), id));
         }
         let mut nodes = Vec::with_capacity(graph.node.len());
+        let mut class_labels = None;
         for (i, n) in graph.node.iter().enumerate() {
+            if matches!(
+                n.op_type.as_str(),
+                "LinearClassifier" | "TreeEnsembleClassifier" | "ZipMap" | "SVMClassifier"
+            ) {
+                let a = Attrs(&n.attribute);
+                let strs = a.strings("classlabels_strings");
+                let ints: Vec<i64> = if a.has("classlabels_ints") {
+                    a.ints("classlabels_ints")
+                } else {
+                    a.ints("classlabels_int64s")
+                };
+                if !strs.is_empty() {
+                    class_labels = Some(strs);
+                } else if !ints.is_empty() {
+                    class_labels = Some(ints.iter().map(i64::to_string).collect());
+                }
+            }
             let name = if n.name.is_empty() {
                 format!("#{i}")
             } else {
@@ -281,6 +300,7 @@ impl Model {
                 .iter()
                 .map(|p| (p.key.clone(), p.value.clone()))
                 .collect(),
+            class_labels,
         })
     }
 
@@ -307,6 +327,12 @@ impl Model {
     /// `metadata_props`.
     pub fn metadata(&self) -> &[(String, String)] {
         &self.metadata
+    }
+
+    /// The class labels of the model's classifier node, in score-column
+    /// order (`None` for a regressor).
+    pub fn class_labels(&self) -> Option<&[String]> {
+        self.class_labels.as_deref()
     }
 
     /// The operators of the graph, in node order.
