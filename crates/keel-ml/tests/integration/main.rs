@@ -8,3 +8,4 @@ mod util;
 
 mod metric_parity;
 mod onnx_parity;
+mod trainers;
