@@ -408,7 +408,6 @@ fn lookup_param<'v>(root: &'v serde_json::Value, key: &str) -> Option<&'v serde_
 struct Outcome {
     summary: JobSummary,
     record: JobRecord,
-    artifacts: Option<ObjectHash>,
 }
 
 struct Shared<'a> {
@@ -566,18 +565,23 @@ impl Shared<'_> {
             .collect()
     }
 
-    fn run_one(
-        &self,
-        idx: usize,
-        upstream: &[(String, ObjectHash)],
-        log_file: &Path,
-    ) -> Outcome {
+    fn run_one(&self, idx: usize, sources: &[usize], log_file: &Path) -> Outcome {
         let p = self.runner.pipeline;
         let job = &p.jobs[idx];
         let root = &p.project_dir;
         let started = Instant::now();
         let started_at_ms = now_ms();
         self.emit(&Event::JobStarted { job: &job.name });
+        let mut upstream: Vec<(String, ObjectHash)> = Vec::new();
+        let mut upstream_err = None;
+        for &s in sources {
+            match hash::artifacts_digest(root, &p.jobs[s].artifacts) {
+                Ok(Some(d)) => upstream.push((p.jobs[s].name.clone(), d)),
+                Ok(None) => {}
+                Err(e) => upstream_err = Some(format!("artifacts of {:?}: {e}", p.jobs[s].name)),
+            }
+        }
+        let upstream = &upstream;
         let mut record = JobRecord {
             name: job.name.clone(),
             base: job.base.clone(),
@@ -606,11 +610,22 @@ impl Shared<'_> {
                     None,
                     0,
                     Some(format!("cannot create log: {e}")),
-                    None,
                     log_file,
                 )
             }
         };
+        if let Some(e) = upstream_err {
+            return self.finish(
+                job,
+                record,
+                started,
+                JobStatus::Failed,
+                None,
+                0,
+                Some(e),
+                log_file,
+            );
+        }
         let fail = |record: JobRecord, msg: String| {
             if let Ok(mut f) = log.lock() {
                 let _ = writeln!(f, "keel: {msg}");
@@ -627,7 +642,6 @@ impl Shared<'_> {
                 None,
                 0,
                 Some(msg),
-                None,
                 log_file,
             )
         };
@@ -804,7 +818,7 @@ impl Shared<'_> {
         record.attempts = attempts;
         if status != JobStatus::Success {
             return self.finish(
-                job, record, started, status, exit_code, attempts, reason, None, log_file,
+                job, record, started, status, exit_code, attempts, reason, log_file,
             );
         }
 
@@ -893,7 +907,6 @@ impl Shared<'_> {
                             exit_code,
                             attempts,
                             Some(format!("metrics: {e}")),
-                            None,
                             log_file,
                         )
                     }
@@ -911,7 +924,6 @@ impl Shared<'_> {
                     exit_code,
                     attempts,
                     Some(format!("artifacts: {e}")),
-                    None,
                     log_file,
                 )
             }
@@ -929,7 +941,6 @@ impl Shared<'_> {
             exit_code,
             attempts,
             None,
-            digest,
             log_file,
         );
         o.summary.cached = cached;
@@ -947,7 +958,6 @@ impl Shared<'_> {
         exit_code: Option<i32>,
         attempts: u32,
         reason: Option<String>,
-        artifacts: Option<ObjectHash>,
         log_file: &Path,
     ) -> Outcome {
         let duration = started.elapsed();
@@ -969,7 +979,6 @@ impl Shared<'_> {
                 log: Some(log_file.to_path_buf()),
             },
             record,
-            artifacts,
         }
     }
 }
@@ -1055,7 +1064,11 @@ pub fn run(runner: &Runner<'_>, opts: &ExecOptions) -> Result<RunSummary> {
         .map(|j| shared.run_dir.join(log_name(&j.name, &mut used_logs)))
         .collect();
     let mut flow: Vec<Option<Flow>> = vec![None; n];
-    let mut digests: Vec<Option<ObjectHash>> = vec![None; n];
+    let has_artifacts: Vec<bool> = p
+        .jobs
+        .iter()
+        .map(|j| !j.artifacts.paths.is_empty())
+        .collect();
     let mut summaries: Vec<Option<JobSummary>> = vec![None; n];
     let mut records: Vec<Option<JobRecord>> = vec![None; n];
     let mut running = 0usize;
@@ -1184,10 +1197,16 @@ pub fn run(runner: &Runner<'_>, opts: &ExecOptions) -> Result<RunSummary> {
                             if running >= opts.parallelism {
                                 continue;
                             }
-                            let upstream: Vec<(String, ObjectHash)> = job
+                            // Artifacts of upstream jobs that succeeded; hashed
+                            // in the job's thread when it starts, once every
+                            // source is done writing.
+                            let sources: Vec<usize> = job
                                 .artifact_sources
                                 .iter()
-                                .filter_map(|&s| digests[s].map(|d| (p.jobs[s].name.clone(), d)))
+                                .copied()
+                                .filter(|&s| {
+                                    selected[s] && flow[s] == Some(Flow::Ok) && has_artifacts[s]
+                                })
                                 .collect();
                             started_set[i] = true;
                             running += 1;
@@ -1195,7 +1214,7 @@ pub fn run(runner: &Runner<'_>, opts: &ExecOptions) -> Result<RunSummary> {
                             let shared = &shared;
                             let log = log_files[i].clone();
                             scope.spawn(move || {
-                                let o = shared.run_one(i, &upstream, &log);
+                                let o = shared.run_one(i, &sources, &log);
                                 let _ = tx.send((i, o));
                             });
                             progressed = true;
@@ -1214,7 +1233,6 @@ pub fn run(runner: &Runner<'_>, opts: &ExecOptions) -> Result<RunSummary> {
                 _ => Flow::Blocked,
             };
             flow[i] = Some(f);
-            digests[i] = o.artifacts;
             (runner.events)(&Event::JobFinished(&o.summary));
             let _ = runner.recorder.record_job(&run_id, &o.record);
             records[i] = Some(o.record);
