@@ -46,6 +46,20 @@ enum Command {
     Fsck(cmd::fsck::FsckArgs),
     /// Run the end-to-end demo of keel's loop.
     Demo(cmd::demo::DemoArgs),
+    /// Train a built-in model (logistic regression, gradient boosting) into a model package.
+    Train(cmd::ml::TrainArgs),
+    /// Evaluate a model on data: metrics, slices, fairness, latency, HTML report.
+    Evaluate(cmd::ml::EvaluateArgs),
+    /// Check a model against gates.yaml (exit 1 when a gate fails).
+    Gate(cmd::ml::GateArgs),
+    /// Run a .gitlab-ci.yml locally: DAG, parallel jobs, cached results.
+    Run(cmd::run::RunArgs),
+    /// Pipeline tools: lint.
+    #[command(subcommand)]
+    Pipeline(cmd::run::PipelineCommand),
+    /// Experiments: params × metrics across pipeline runs.
+    #[command(subcommand)]
+    Exp(cmd::run::ExpCommand),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +75,12 @@ fn main() -> ExitCode {
         Command::Data(args) => cmd::data::run(&global, args),
         Command::Fsck(args) => cmd::fsck::run(&global, args),
         Command::Demo(args) => cmd::demo::run(&global, args),
+        Command::Train(args) => cmd::ml::train(&global, args),
+        Command::Evaluate(args) => cmd::ml::evaluate_cmd(&global, args),
+        Command::Gate(args) => cmd::ml::gate_cmd(&global, args),
+        Command::Run(args) => cmd::run::run(&global, args),
+        Command::Pipeline(args) => cmd::run::pipeline(&global, args),
+        Command::Exp(args) => cmd::run::exp(&global, args),
     };
     match result {
         Ok(code) => code,

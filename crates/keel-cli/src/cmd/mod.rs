@@ -5,6 +5,8 @@ pub mod data;
 pub mod demo;
 pub mod fsck;
 pub mod init;
+pub mod ml;
+pub mod run;
 
 use std::path::PathBuf;
 
@@ -39,4 +41,45 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     } else {
         2
     }
+}
+
+impl Global {
+    /// The directory the command runs in (`-C DIR` or the process's).
+    pub fn cwd(&self) -> anyhow::Result<PathBuf> {
+        let cwd = std::env::current_dir()?;
+        let dir = match &self.chdir {
+            Some(d) => cwd.join(d),
+            None => cwd,
+        };
+        Ok(dir.canonicalize().map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?)
+    }
+
+    /// Where `--db`/`--objects` (or `KEEL_DB`/`KEEL_OBJECTS`) point.
+    pub fn overrides(&self) -> keel_store::Overrides {
+        keel_store::Overrides {
+            db: self.db.clone(),
+            objects: self.objects.clone(),
+        }
+    }
+
+    /// Opens the project that contains the working directory.
+    pub fn store(&self) -> anyhow::Result<keel_store::Store> {
+        let cwd = self.cwd()?;
+        Ok(block_on(keel_store::Store::open(&cwd, &self.overrides()))?)
+    }
+}
+
+/// Runs a future to completion on a fresh multi-threaded runtime. The CLI
+/// is synchronous; the stores are async because the server shares them.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts")
+        .block_on(f)
+}
+
+/// Prints a value as pretty JSON on stdout.
+pub fn print_json(value: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
 }

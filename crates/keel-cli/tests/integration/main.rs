@@ -1,0 +1,4 @@
+//! End-to-end tests of the `keel` binary: real processes, real files.
+
+mod data;
+mod util;

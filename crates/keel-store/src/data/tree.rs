@@ -1,0 +1,384 @@
+//! What a dataset version contains: pointer files, manifests and the
+//! workspace scan they are compared with.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use keel_core::{DatasetPath, ObjectHash};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, StoreError};
+use crate::objects::LocalObjects;
+use crate::project::write_atomic;
+
+/// Whether a dataset is one file or a directory tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A single file; its version hash is the file's object hash.
+    File,
+    /// A directory; its version hash is the hash of its manifest object.
+    Dir,
+}
+
+impl Kind {
+    /// `"file"` or `"dir"`, as stored in the DB.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::File => "file",
+            Kind::Dir => "dir",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "file" => Some(Kind::File),
+            "dir" => Some(Kind::Dir),
+            _ => None,
+        }
+    }
+}
+
+/// One file of a dataset version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Path relative to the dataset root, `/`-separated; empty for a
+    /// single-file dataset.
+    pub path: String,
+    /// The object holding the file's bytes.
+    pub hash: ObjectHash,
+    /// Size in bytes.
+    pub size: u64,
+    /// Whether the file is executable.
+    pub exec: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ManifestFile {
+    keel_manifest: u32,
+    entries: Vec<ManifestEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ManifestEntry {
+    p: String,
+    h: String,
+    s: u64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    x: bool,
+}
+
+/// Serializes a directory's entries (sorted by path) as a manifest.
+pub fn encode_manifest(entries: &[Entry]) -> Vec<u8> {
+    let file = ManifestFile {
+        keel_manifest: 1,
+        entries: entries
+            .iter()
+            .map(|e| ManifestEntry {
+                p: e.path.clone(),
+                h: e.hash.to_hex(),
+                s: e.size,
+                x: e.exec,
+            })
+            .collect(),
+    };
+    serde_json::to_vec(&file).unwrap_or_default()
+}
+
+/// Parses a manifest object.
+pub fn decode_manifest(hash: &ObjectHash, bytes: &[u8]) -> Result<Vec<Entry>> {
+    let bad = |message: String| StoreError::Parse {
+        path: PathBuf::from(format!("object {hash}")),
+        line: None,
+        message,
+    };
+    let file: ManifestFile =
+        serde_json::from_slice(bytes).map_err(|e| bad(format!("not a keel manifest: {e}")))?;
+    if file.keel_manifest != 1 {
+        return Err(bad(format!("unsupported manifest version {}", file.keel_manifest)));
+    }
+    file.entries
+        .into_iter()
+        .map(|e| {
+            let hash = e.h.parse().map_err(|err| bad(format!("{err}")))?;
+            Ok(Entry {
+                path: e.p,
+                hash,
+                size: e.s,
+                exec: e.x,
+            })
+        })
+        .collect()
+}
+
+/// The files of a version: its manifest for a directory, one entry for a
+/// file.
+pub fn load_tree(objects: &LocalObjects, kind: Kind, hash: &ObjectHash, size: u64) -> Result<Vec<Entry>> {
+    match kind {
+        Kind::File => Ok(vec![Entry {
+            path: String::new(),
+            hash: *hash,
+            size,
+            exec: false,
+        }]),
+        Kind::Dir => decode_manifest(hash, &objects.read(hash)?),
+    }
+}
+
+/// The `PATH.keel` pointer file committed to git next to the data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pointer {
+    /// Dataset path relative to the project root.
+    pub path: String,
+    /// File or directory.
+    pub kind: Kind,
+    /// Version hash (file object or manifest).
+    pub hash: String,
+    /// Total bytes.
+    pub size: u64,
+    /// Number of files.
+    pub files: u64,
+    /// The version number this pointer was written for.
+    pub version: i64,
+}
+
+impl Pointer {
+    /// The pointer file for a dataset: `data/raw` → `data/raw.keel`.
+    pub fn location(root: &Path, dataset: &DatasetPath) -> PathBuf {
+        root.join(format!("{}.keel", dataset.as_str()))
+    }
+
+    /// Reads a pointer; `Ok(None)` if there is none.
+    pub fn read(path: &Path) -> Result<Option<Pointer>> {
+        let text = match fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::io("reading", path)(e)),
+        };
+        let p: Pointer = serde_yaml_ng::from_str(&text).map_err(|e| StoreError::Parse {
+            path: path.to_path_buf(),
+            line: e.location().map(|l| l.line()),
+            message: format!("not a keel pointer file: {e}"),
+        })?;
+        p.hash.parse::<ObjectHash>().map_err(|e| StoreError::Parse {
+            path: path.to_path_buf(),
+            line: None,
+            message: format!("field `hash`: {e}"),
+        })?;
+        Ok(Some(p))
+    }
+
+    /// The version hash, parsed.
+    pub fn object_hash(&self) -> ObjectHash {
+        // Validated by `read` and by construction.
+        self.hash.parse().unwrap_or_else(|_| ObjectHash::of_bytes(b""))
+    }
+
+    /// Writes the pointer atomically.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let mut text = String::from(
+            "# keel dataset pointer: commit this file to git.\n\
+             # `keel data checkout` restores the data it names; `keel data log` lists versions.\n",
+        );
+        text.push_str(&serde_yaml_ng::to_string(self).unwrap_or_default());
+        write_atomic(path, text.as_bytes())
+    }
+}
+
+/// A file found in the workspace.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// Path relative to the dataset root (empty for a single file).
+    pub rel: String,
+    /// Absolute path.
+    pub abs: PathBuf,
+    /// Its metadata at scan time.
+    pub meta: fs::Metadata,
+}
+
+/// What a workspace scan saw.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Regular files, sorted by relative path.
+    pub files: Vec<Found>,
+    /// Paths skipped (symlinks, sockets…), with why.
+    pub skipped: Vec<(String, &'static str)>,
+}
+
+/// Lists the regular files of a dataset in the workspace. `Ok(None)` if
+/// nothing is at `abs`.
+pub fn scan(abs: &Path) -> Result<Option<Scan>> {
+    let meta = match fs::symlink_metadata(abs) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StoreError::io("reading", abs)(e)),
+    };
+    let mut scan = Scan::default();
+    if meta.is_file() {
+        scan.files.push(Found {
+            rel: String::new(),
+            abs: abs.to_path_buf(),
+            meta,
+        });
+        return Ok(Some(scan));
+    }
+    if !meta.is_dir() {
+        return Err(StoreError::InvalidPath {
+            path: abs.to_path_buf(),
+            reason: "not a regular file or directory".into(),
+        });
+    }
+    for entry in walkdir::WalkDir::new(abs).sort_by_file_name() {
+        let entry = entry.map_err(|e| {
+            let path = e.path().unwrap_or(abs).to_path_buf();
+            StoreError::io("listing", path)(e.into())
+        })?;
+        let ft = entry.file_type();
+        if ft.is_dir() {
+            continue;
+        }
+        let rel = entry
+            .path()
+            .strip_prefix(abs)
+            .unwrap_or(entry.path())
+            .to_string_lossy()
+            .into_owned();
+        if is_keel_temp(&rel) {
+            continue;
+        }
+        if !ft.is_file() {
+            scan.skipped.push((rel, if ft.is_symlink() { "symbolic link" } else { "not a regular file" }));
+            continue;
+        }
+        let meta = entry
+            .metadata()
+            .map_err(|e| StoreError::io("reading", entry.path())(e.into()))?;
+        scan.files.push(Found {
+            rel,
+            abs: entry.path().to_path_buf(),
+            meta,
+        });
+    }
+    Ok(Some(scan))
+}
+
+fn is_keel_temp(rel: &str) -> bool {
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    name.starts_with('.') && name.contains(".keel-tmp-")
+}
+
+/// Whether a file is executable by its owner.
+pub fn is_exec(meta: &fs::Metadata) -> bool {
+    meta.permissions().mode() & 0o100 != 0
+}
+
+/// Nanoseconds since the epoch of a file's modification time.
+pub fn mtime_ns(meta: &fs::Metadata) -> i128 {
+    i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec())
+}
+
+/// The stat cache: for each file of a dataset, the (size, mtime, inode) it
+/// had when it was last hashed. A file whose stat still matches is not
+/// read again. Machine-local (inodes mean nothing elsewhere), so it lives
+/// in `.keel/state/`, never in the shared DB.
+#[derive(Debug, Default)]
+pub struct StatCache {
+    written_ns: i128,
+    entries: BTreeMap<String, CacheEntry>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct CacheEntry {
+    hash: ObjectHash,
+    size: u64,
+    mtime_ns: i128,
+    ino: u64,
+}
+
+impl StatCache {
+    fn file(state_dir: &Path, dataset: &DatasetPath) -> PathBuf {
+        state_dir.join(ObjectHash::of_bytes(dataset.as_str().as_bytes()).short(32))
+    }
+
+    /// Loads a dataset's cache; empty if missing or unreadable (it is only
+    /// a cache).
+    pub fn load(state_dir: &Path, dataset: &DatasetPath) -> StatCache {
+        let Ok(text) = fs::read_to_string(Self::file(state_dir, dataset)) else {
+            return StatCache::default();
+        };
+        let mut lines = text.lines();
+        let written_ns = lines
+            .next()
+            .and_then(|h| h.strip_prefix("#keel-stat 1 "))
+            .and_then(|t| t.parse().ok());
+        let Some(written_ns) = written_ns else {
+            return StatCache::default();
+        };
+        let mut entries = BTreeMap::new();
+        for line in lines {
+            let mut f = line.splitn(5, '\t');
+            let parsed = (|| {
+                let hash = f.next()?.parse().ok()?;
+                let size = f.next()?.parse().ok()?;
+                let mtime_ns = f.next()?.parse().ok()?;
+                let ino = f.next()?.parse().ok()?;
+                let path = f.next()?.to_string();
+                Some((path, CacheEntry { hash, size, mtime_ns, ino }))
+            })();
+            if let Some((path, e)) = parsed {
+                entries.insert(path, e);
+            }
+        }
+        StatCache { written_ns, entries }
+    }
+
+    /// The cached hash of a file, if its stat is unchanged and it was not
+    /// modified in the same clock tick as the cache was written (the
+    /// "racy git" case, where a later edit could keep size and mtime).
+    pub fn lookup(&self, found: &Found) -> Option<ObjectHash> {
+        let e = self.entries.get(&found.rel)?;
+        let m = mtime_ns(&found.meta);
+        let fresh = e.size == found.meta.len() && e.mtime_ns == m && e.ino == found.meta.ino();
+        let racy = m >= self.written_ns - 1_000_000_000;
+        (fresh && !racy).then_some(e.hash)
+    }
+
+    /// Records a file's hash with its current stat.
+    pub fn insert(&mut self, found: &Found, hash: ObjectHash) {
+        self.entries.insert(
+            found.rel.clone(),
+            CacheEntry {
+                hash,
+                size: found.meta.len(),
+                mtime_ns: mtime_ns(&found.meta),
+                ino: found.meta.ino(),
+            },
+        );
+    }
+
+    /// Keeps only the given paths.
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        self.entries.retain(|k, _| keep(k));
+    }
+
+    /// Saves the cache atomically.
+    pub fn save(&self, state_dir: &Path, dataset: &DatasetPath) -> Result<()> {
+        use std::fmt::Write;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let mut out = String::with_capacity(self.entries.len() * 120);
+        let _ = writeln!(out, "#keel-stat 1 {now}");
+        for (path, e) in &self.entries {
+            if path.contains('\n') {
+                continue;
+            }
+            let _ = writeln!(out, "{}\t{}\t{}\t{}\t{}", e.hash, e.size, e.mtime_ns, e.ino, path);
+        }
+        write_atomic(&Self::file(state_dir, dataset), out.as_bytes())
+    }
+}

@@ -1,0 +1,450 @@
+//! The content-addressed object store.
+//!
+//! An object is an immutable byte string named by its BLAKE3 hash. The
+//! local store keeps each object in `objects/<2 hex>/<62 hex>`, read-only.
+//! Objects are written to `tmp/` first and renamed into place, so a killed
+//! writer never leaves a half-written object under a valid name.
+//!
+//! Remotes (`keel data push/pull`) go through the `object_store` crate: a
+//! directory (its `LocalFileSystem`) or `s3://bucket/prefix` (its
+//! `AmazonS3`, configured from the usual `AWS_*` environment variables).
+//! The local store is plain file-system code because it needs what
+//! `object_store` cannot do: reflinks and hard links on checkout.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures::{StreamExt, TryStreamExt};
+use keel_core::ObjectHash;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+
+use crate::error::{Result, StoreError};
+
+/// Files up to this size are read into memory, hashed and written in one
+/// pass; larger ones are copied (or reflinked) and hashed from the copy.
+const SMALL_FILE: u64 = 4 << 20;
+/// Files at least this large are hashed with BLAKE3's multi-threaded mode.
+const PARALLEL_HASH: u64 = 16 << 20;
+
+/// How checkout puts an object's bytes at a workspace path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkMode {
+    /// A reflink (copy-on-write clone) where the file system supports it,
+    /// a copy otherwise. The default: never shares writable blocks.
+    Auto,
+    /// A reflink, or fail.
+    Reflink,
+    /// A hard link to the read-only object. Fast and space-free, but the
+    /// workspace file is then read-only: editing it in place would edit
+    /// the object, so keel never makes it writable.
+    Hardlink,
+    /// A plain copy.
+    Copy,
+}
+
+/// The local object store of a project.
+#[derive(Debug, Clone)]
+pub struct LocalObjects {
+    root: PathBuf,
+    tmp: PathBuf,
+}
+
+impl LocalObjects {
+    /// Opens (creating if needed) the store at `root`, with its temporary
+    /// directory at `tmp` (which must be on the same file system).
+    pub fn open(root: &Path, tmp: &Path) -> Result<LocalObjects> {
+        for i in 0..=255u8 {
+            let dir = root.join(format!("{i:02x}"));
+            if !dir.is_dir() {
+                fs::create_dir_all(&dir).map_err(StoreError::io("creating", &dir))?;
+            }
+        }
+        fs::create_dir_all(tmp).map_err(StoreError::io("creating", tmp))?;
+        Ok(LocalObjects {
+            root: root.to_path_buf(),
+            tmp: tmp.to_path_buf(),
+        })
+    }
+
+    /// Where the object named `h` lives.
+    pub fn path_of(&self, h: &ObjectHash) -> PathBuf {
+        let hex = h.to_hex();
+        self.root.join(&hex[..2]).join(&hex[2..])
+    }
+
+    /// Whether the store has object `h` (by name; `verify` checks bytes).
+    pub fn contains(&self, h: &ObjectHash) -> bool {
+        self.path_of(h).is_file()
+    }
+
+    fn tmp_path(&self) -> PathBuf {
+        self.tmp.join(format!("obj-{}", uuid::Uuid::new_v4().simple()))
+    }
+
+    /// Stores `bytes`; returns their hash and whether the object is new.
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<(ObjectHash, bool)> {
+        let h = ObjectHash::of_bytes(bytes);
+        if self.contains(&h) {
+            return Ok((h, false));
+        }
+        let tmp = self.tmp_path();
+        let mut f = create_readonly(&tmp)?;
+        f.write_all(bytes).map_err(StoreError::io("writing", &tmp))?;
+        drop(f);
+        self.publish(&tmp, &h)?;
+        Ok((h, true))
+    }
+
+    /// Stores the file at `src` (whose metadata the caller read as
+    /// `before`); returns its hash and whether the object is new.
+    ///
+    /// The hash is always computed from the exact bytes that end up in the
+    /// store, so an object's content matches its name even if `src` is
+    /// modified meanwhile; such a modification is reported as
+    /// [`StoreError::ChangedDuringAdd`].
+    pub fn put_file(&self, src: &Path, before: &fs::Metadata) -> Result<(ObjectHash, bool)> {
+        let (h, new) = if before.len() <= SMALL_FILE {
+            let mut buf = Vec::with_capacity(before.len() as usize);
+            File::open(src)
+                .and_then(|mut f| f.read_to_end(&mut buf))
+                .map_err(StoreError::io("reading", src))?;
+            self.put_bytes(&buf)?
+        } else {
+            let tmp = self.tmp_path();
+            clone_or_copy(src, &tmp, true).map_err(StoreError::io("copying", src))?;
+            let h = hash_file(&tmp)?;
+            if self.contains(&h) {
+                let _ = fs::remove_file(&tmp);
+                (h, false)
+            } else {
+                fs::set_permissions(&tmp, fs::Permissions::from_mode(0o444))
+                    .map_err(StoreError::io("protecting", &tmp))?;
+                self.publish(&tmp, &h)?;
+                (h, true)
+            }
+        };
+        let after = fs::metadata(src).map_err(StoreError::io("reading metadata of", src))?;
+        if after.len() != before.len() || after.mtime_nsec() != before.mtime_nsec() || after.mtime() != before.mtime()
+        {
+            return Err(StoreError::ChangedDuringAdd {
+                path: src.to_path_buf(),
+            });
+        }
+        Ok((h, new))
+    }
+
+    /// Moves a finished temporary file to its object name. Renaming over an
+    /// existing object is harmless: both have the same bytes.
+    fn publish(&self, tmp: &Path, h: &ObjectHash) -> Result<()> {
+        let dest = self.path_of(h);
+        fs::rename(tmp, &dest).map_err(StoreError::io("storing object", &dest))
+    }
+
+    /// Reads a whole object (manifests, small files).
+    pub fn read(&self, h: &ObjectHash) -> Result<Vec<u8>> {
+        let p = self.path_of(h);
+        fs::read(&p).map_err(StoreError::io("reading object", &p))
+    }
+
+    /// Re-hashes object `h`; `Some(actual)` if its bytes no longer match.
+    pub fn verify(&self, h: &ObjectHash) -> Result<Option<ObjectHash>> {
+        let actual = hash_file(&self.path_of(h))?;
+        Ok((actual != *h).then_some(actual))
+    }
+
+    /// Puts object `h`'s bytes at `dest`, atomically replacing what is
+    /// there (a temporary file next to `dest`, then a rename).
+    pub fn materialize(&self, h: &ObjectHash, dest: &Path, mode: LinkMode, executable: bool) -> Result<()> {
+        let src = self.path_of(h);
+        let parent = dest.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(parent).map_err(StoreError::io("creating", parent))?;
+        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = parent.join(format!(".{name}.keel-tmp-{}", uuid::Uuid::new_v4().simple()));
+        let made = match mode {
+            LinkMode::Hardlink => fs::hard_link(&src, &tmp),
+            LinkMode::Reflink => reflink(&src, &tmp),
+            LinkMode::Auto => clone_or_copy(&src, &tmp, false),
+            LinkMode::Copy => fs::copy(&src, &tmp).map(|_| ()),
+        };
+        if let Err(e) = made {
+            let _ = fs::remove_file(&tmp);
+            return Err(StoreError::io("checking out", dest)(e));
+        }
+        if mode != LinkMode::Hardlink {
+            let perm = if executable { 0o755 } else { 0o644 };
+            fs::set_permissions(&tmp, fs::Permissions::from_mode(perm)).map_err(StoreError::io("writing", &tmp))?;
+        }
+        fs::rename(&tmp, dest).map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            StoreError::io("checking out", dest)(e)
+        })
+    }
+
+    /// Every object in the store with its size.
+    pub fn list(&self) -> Result<Vec<(ObjectHash, u64)>> {
+        let mut out = Vec::new();
+        for i in 0..=255u8 {
+            let prefix = format!("{i:02x}");
+            let dir = self.root.join(&prefix);
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StoreError::io("listing", &dir)(e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(StoreError::io("listing", &dir))?;
+                let name = entry.file_name();
+                let Ok(h) = format!("{prefix}{}", name.to_string_lossy()).parse::<ObjectHash>() else {
+                    continue;
+                };
+                let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                out.push((h, size));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Flushes everything written so far to stable storage. Called once
+    /// before a version that references new objects is committed, instead
+    /// of one fsync per object.
+    pub fn sync(&self) -> Result<()> {
+        let dir = File::open(&self.root).map_err(StoreError::io("opening", &self.root))?;
+        rustix::fs::syncfs(&dir).map_err(|e| StoreError::io("syncing", &self.root)(e.into()))
+    }
+
+    /// Removes temporary files older than `age` (left by killed writers).
+    pub fn clean_tmp(&self, age: Duration) -> Result<usize> {
+        let mut removed = 0;
+        let Ok(entries) = fs::read_dir(&self.tmp) else {
+            return Ok(0);
+        };
+        let now = SystemTime::now();
+        for entry in entries.flatten() {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .map(|t| now.duration_since(t).unwrap_or_default() >= age)
+                .unwrap_or(false);
+            if old && fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The number of leftover temporary files.
+    pub fn tmp_count(&self) -> usize {
+        fs::read_dir(&self.tmp).map(|d| d.count()).unwrap_or(0)
+    }
+
+    /// Moves a corrupt object out of the way (into `quarantine`), so that
+    /// a re-add or pull can store the right bytes again.
+    pub fn quarantine(&self, h: &ObjectHash, quarantine: &Path) -> Result<PathBuf> {
+        fs::create_dir_all(quarantine).map_err(StoreError::io("creating", quarantine))?;
+        let dest = quarantine.join(h.to_hex());
+        let src = self.path_of(h);
+        fs::rename(&src, &dest).map_err(StoreError::io("quarantining", &src))?;
+        Ok(dest)
+    }
+}
+
+fn create_readonly(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o444)
+        .open(path)
+        .map_err(StoreError::io("creating", path))
+}
+
+/// Hashes a file, multi-threaded when it is large.
+pub fn hash_file(path: &Path) -> Result<ObjectHash> {
+    let len = fs::metadata(path).map_err(StoreError::io("reading", path))?.len();
+    let mut hasher = blake3::Hasher::new();
+    if len >= PARALLEL_HASH {
+        hasher.update_mmap_rayon(path).map_err(StoreError::io("hashing", path))?;
+    } else {
+        let mut f = File::open(path).map_err(StoreError::io("reading", path))?;
+        let mut buf = vec![0u8; 256 << 10];
+        loop {
+            let n = f.read(&mut buf).map_err(StoreError::io("reading", path))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+    }
+    Ok(ObjectHash::from_digest(hasher.finalize()))
+}
+
+fn reflink(src: &Path, dest: &Path) -> std::io::Result<()> {
+    let from = File::open(src)?;
+    let to = OpenOptions::new().write(true).create_new(true).mode(0o644).open(dest)?;
+    rustix::fs::ioctl_ficlone(&to, &from).map_err(|e| {
+        drop(to);
+        let _ = fs::remove_file(dest);
+        std::io::Error::from(e)
+    })
+}
+
+/// A reflink if the file system can, else a copy (which on Linux is
+/// `copy_file_range`, done in the kernel).
+fn clone_or_copy(src: &Path, dest: &Path, readonly: bool) -> std::io::Result<()> {
+    if reflink(src, dest).is_err() {
+        fs::copy(src, dest)?;
+    }
+    if readonly {
+        fs::set_permissions(dest, fs::Permissions::from_mode(0o444))?;
+    }
+    Ok(())
+}
+
+/// A remote object store: another directory or S3, through `object_store`.
+#[derive(Debug, Clone)]
+pub struct RemoteObjects {
+    store: Arc<dyn ObjectStore>,
+    prefix: StorePath,
+    url: String,
+}
+
+impl RemoteObjects {
+    /// Opens `url`: `s3://bucket[/prefix]` or a directory (`/path`,
+    /// `file:///path`, created if missing).
+    pub fn open(url: &str) -> Result<RemoteObjects> {
+        let bad = |reason: String| StoreError::UnsupportedObjectsUrl {
+            url: url.to_string(),
+            reason,
+        };
+        let os_err = |source| StoreError::ObjectStore {
+            url: url.to_string(),
+            source,
+        };
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(bad("no bucket name".into()));
+            }
+            let store = object_store::aws::AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .build()
+                .map_err(os_err)?;
+            return Ok(RemoteObjects {
+                store: Arc::new(store),
+                prefix: StorePath::from(prefix.trim_matches('/')),
+                url: url.to_string(),
+            });
+        }
+        let dir = match url.strip_prefix("file://") {
+            Some(p) => PathBuf::from(p),
+            None if url.contains("://") => {
+                return Err(bad("expected a directory, file:///dir or s3://bucket/prefix".into()))
+            }
+            None => PathBuf::from(url),
+        };
+        fs::create_dir_all(&dir).map_err(StoreError::io("creating remote", &dir))?;
+        let dir = dir.canonicalize().map_err(StoreError::io("opening remote", &dir))?;
+        let store = object_store::local::LocalFileSystem::new_with_prefix(&dir).map_err(os_err)?;
+        Ok(RemoteObjects {
+            store: Arc::new(store),
+            prefix: StorePath::from(""),
+            url: url.to_string(),
+        })
+    }
+
+    /// The URL this remote was opened with.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn key(&self, h: &ObjectHash) -> StorePath {
+        let hex = h.to_hex();
+        let mut parts: Vec<String> = self.prefix.parts().map(|p| p.as_ref().to_string()).collect();
+        parts.push(hex[..2].to_string());
+        parts.push(hex[2..].to_string());
+        StorePath::from_iter(parts)
+    }
+
+    fn os_err(&self) -> impl FnOnce(object_store::Error) -> StoreError + '_ {
+        move |source| StoreError::ObjectStore {
+            url: self.url.clone(),
+            source,
+        }
+    }
+
+    /// The names of every object on the remote (one listing, not one
+    /// request per object).
+    pub async fn list(&self) -> Result<HashSet<ObjectHash>> {
+        let prefix = (!self.prefix.as_ref().is_empty()).then_some(&self.prefix);
+        let metas: Vec<_> = self.store.list(prefix).try_collect().await.map_err(self.os_err())?;
+        let skip = self.prefix.parts().count();
+        Ok(metas
+            .iter()
+            .filter_map(|m| {
+                let parts: Vec<String> = m.location.parts().skip(skip).map(|p| p.as_ref().to_string()).collect();
+                match parts.as_slice() {
+                    [a, b] => format!("{a}{b}").parse().ok(),
+                    _ => None,
+                }
+            })
+            .collect())
+    }
+
+    /// Uploads local object `h` (multipart when large).
+    pub async fn upload(&self, local: &LocalObjects, h: &ObjectHash) -> Result<()> {
+        let path = local.path_of(h);
+        let key = self.key(h);
+        let len = fs::metadata(&path).map_err(StoreError::io("reading object", &path))?.len();
+        if len <= 64 << 20 {
+            let bytes = tokio::fs::read(&path).await.map_err(StoreError::io("reading object", &path))?;
+            self.store
+                .put(&key, PutPayload::from(bytes))
+                .await
+                .map_err(self.os_err())?;
+            return Ok(());
+        }
+        let upload = self.store.put_multipart(&key).await.map_err(self.os_err())?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, 16 << 20);
+        let mut file = tokio::fs::File::open(&path).await.map_err(StoreError::io("reading object", &path))?;
+        let mut buf = vec![0u8; 8 << 20];
+        loop {
+            let n = tokio::io::AsyncReadExt::read(&mut file, &mut buf)
+                .await
+                .map_err(StoreError::io("reading object", &path))?;
+            if n == 0 {
+                break;
+            }
+            writer.wait_for_capacity(4).await.map_err(self.os_err())?;
+            writer.write(&buf[..n]);
+        }
+        writer.finish().await.map_err(self.os_err())?;
+        Ok(())
+    }
+
+    /// Downloads object `h` into the local store, verifying its hash
+    /// before it gets its name.
+    pub async fn download(&self, local: &LocalObjects, h: &ObjectHash) -> Result<()> {
+        let result = self.store.get(&self.key(h)).await.map_err(self.os_err())?;
+        let tmp = local.tmp_path();
+        let mut file = create_readonly(&tmp)?;
+        let mut hasher = blake3::Hasher::new();
+        let mut stream = result.into_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(self.os_err())?;
+            hasher.update(&chunk);
+            file.write_all(&chunk).map_err(StoreError::io("writing", &tmp))?;
+        }
+        drop(file);
+        let actual = ObjectHash::from_digest(hasher.finalize());
+        if actual != *h {
+            let _ = fs::remove_file(&tmp);
+            return Err(StoreError::CorruptObject { expected: *h, actual });
+        }
+        local.publish(&tmp, h)
+    }
+}

@@ -1,0 +1,286 @@
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use keel_core::{DatasetPath, NoProgress};
+use keel_store::data::{self, CheckoutOptions, DataChange, FsckProblem, VersionRef};
+use keel_store::objects::{LinkMode, RemoteObjects};
+use keel_store::{Overrides, Project, Store, StoreError};
+
+use crate::backends::{backends, project};
+
+fn ds(p: &str) -> DatasetPath {
+    DatasetPath::new(p).unwrap()
+}
+
+fn at(p: &str, v: &str) -> VersionRef {
+    VersionRef {
+        path: ds(p),
+        version: Some(v.to_string()),
+    }
+}
+
+const AUTO: CheckoutOptions = CheckoutOptions {
+    link: LinkMode::Auto,
+    force: false,
+};
+
+/// sha256 of every file under `dir`, by relative path — computed by
+/// coreutils, independently of keel's BLAKE3.
+fn sha256_tree(dir: &Path) -> BTreeMap<String, String> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("find . -type f ! -name '.*keel-tmp*' -print0 | sort -z | xargs -0 -r sha256sum")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (h, p) = l.split_once("  ").unwrap();
+            (p.trim_start_matches("./").to_string(), h.to_string())
+        })
+        .collect()
+}
+
+fn write(root: &Path, rel: &str, bytes: &[u8]) {
+    let p = root.join(rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, bytes).unwrap();
+}
+
+#[tokio::test]
+async fn add_modify_add_checkout_round_trip() {
+    for backend in backends() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let store = project(backend, root).await;
+        for i in 0..300 {
+            write(root, &format!("data/part-{}/f{i}.txt", i % 7), format!("row {i}\n").as_bytes());
+        }
+        write(root, "data/dup-a.bin", b"same bytes");
+        write(root, "data/dup-b.bin", b"same bytes");
+        let big: Vec<u8> = (0..(20u32 << 20)).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        write(root, "data/big.bin", &big);
+        let original = sha256_tree(&root.join("data"));
+
+        let r1 = data::add(&store, &ds("data"), Some("first"), &NoProgress).await.unwrap();
+        assert_eq!(r1.version.seq.0, 1);
+        assert!(r1.new_version);
+        assert_eq!(r1.version.nfiles, 303);
+        // 302 distinct files (the two duplicates share one object) + the manifest.
+        assert_eq!(r1.new_objects, 303, "{backend:?}");
+        assert!(root.join("data.keel").is_file());
+
+        // Unchanged re-add: nothing hashed (stat cache), no new version.
+        // Sleep past the racy window so every entry is trusted.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let again = data::add(&store, &ds("data"), None, &NoProgress).await.unwrap();
+        assert!(!again.new_version);
+        assert_eq!(again.version.seq.0, 1);
+
+        // Modify, delete, add.
+        write(root, "data/part-0/f0.txt", b"changed\n");
+        fs::remove_file(root.join("data/part-1/f1.txt")).unwrap();
+        write(root, "data/new/extra.txt", b"new file\n");
+        let st = data::status(&store, &[ds("data")]).await.unwrap();
+        assert_eq!(
+            st[0].change,
+            DataChange::Changed {
+                added: vec!["new/extra.txt".into()],
+                removed: vec!["part-1/f1.txt".into()],
+                modified: vec!["part-0/f0.txt".into()],
+            }
+        );
+        let r2 = data::add(&store, &ds("data"), Some("second"), &NoProgress).await.unwrap();
+        assert_eq!(r2.version.seq.0, 2);
+        assert!(r2.hashed_files <= 3, "only changed files are read, read {}", r2.hashed_files);
+        let st = data::status(&store, &[ds("data")]).await.unwrap();
+        assert_eq!(st[0].change, DataChange::UpToDate);
+
+        let (_, _, d) = data::diff(&store, &at("data", "1"), &at("data", "v2")).await.unwrap();
+        assert_eq!(d.added, vec!["new/extra.txt"]);
+        assert_eq!(d.removed, vec!["part-1/f1.txt"]);
+        assert_eq!(d.modified, vec!["part-0/f0.txt"]);
+        assert_eq!(d.unchanged, 301);
+
+        let log = data::log(&store, &ds("data")).await.unwrap();
+        assert_eq!(log.len(), 2);
+        assert_eq!(log[0].message.as_deref(), Some("first"));
+
+        // Back to v1: byte-identical by an independent hash.
+        let co = data::checkout(&store, &at("data", "1"), AUTO, &NoProgress).await.unwrap();
+        assert_eq!(co.written, 2);
+        assert_eq!(co.removed, 1);
+        assert_eq!(sha256_tree(&root.join("data")), original, "{backend:?}");
+        let pointer = data::Pointer::read(&root.join("data.keel")).unwrap().unwrap();
+        assert_eq!(pointer.version, 1);
+        // And forward again by hash prefix.
+        data::checkout(&store, &at("data", &r2.version.hash.short(10)), AUTO, &NoProgress)
+            .await
+            .unwrap();
+        assert_eq!(fs::read(root.join("data/new/extra.txt")).unwrap(), b"new file\n");
+
+        let report = data::fsck(&store, false, &NoProgress).await.unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(report.versions, 2);
+    }
+}
+
+#[tokio::test]
+async fn single_files_hardlinks_and_protection() {
+    for backend in backends() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let store = project(backend, root).await;
+        write(root, "model.bin", b"v1 bytes");
+        let v1 = data::add(&store, &ds("model.bin"), None, &NoProgress).await.unwrap().version;
+        write(root, "model.bin", b"v2 bytes, longer");
+        data::add(&store, &ds("model.bin"), None, &NoProgress).await.unwrap();
+        let opts = CheckoutOptions {
+            link: LinkMode::Hardlink,
+            force: false,
+        };
+        data::checkout(&store, &at("model.bin", "1"), opts, &NoProgress).await.unwrap();
+        assert_eq!(fs::read(root.join("model.bin")).unwrap(), b"v1 bytes");
+        // A hard-linked file is read-only: writing it would write the object.
+        let meta = fs::metadata(root.join("model.bin")).unwrap();
+        assert!(meta.permissions().readonly());
+        assert_eq!(meta.len(), v1.size);
+        let report = data::fsck(&store, false, &NoProgress).await.unwrap();
+        assert!(report.problems.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn checkout_refuses_to_delete_unsaved_files() {
+    for backend in backends() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let store = project(backend, root).await;
+        write(root, "d/a.txt", b"a");
+        data::add(&store, &ds("d"), None, &NoProgress).await.unwrap();
+        write(root, "d/precious.txt", b"never added");
+        let err = data::checkout(&store, &at("d", "1"), AUTO, &NoProgress).await.unwrap_err();
+        assert!(matches!(err, StoreError::WouldLoseData { .. }), "{err}");
+        assert!(root.join("d/precious.txt").exists());
+        let forced = CheckoutOptions {
+            link: LinkMode::Auto,
+            force: true,
+        };
+        data::checkout(&store, &at("d", "1"), forced, &NoProgress).await.unwrap();
+        assert!(!root.join("d/precious.txt").exists());
+    }
+}
+
+#[tokio::test]
+async fn fsck_names_corrupt_objects_and_their_datasets() {
+    for backend in backends() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let store = project(backend, root).await;
+        write(root, "d/a.txt", b"alpha");
+        write(root, "d/b.txt", b"beta");
+        data::add(&store, &ds("d"), None, &NoProgress).await.unwrap();
+        let target = keel_core::ObjectHash::of_bytes(b"beta");
+        let path = store.objects.path_of(&target);
+        let mut perm = fs::metadata(&path).unwrap().permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        perm.set_readonly(false);
+        fs::set_permissions(&path, perm).unwrap();
+        fs::write(&path, b"bitrot").unwrap();
+
+        let report = data::fsck(&store, false, &NoProgress).await.unwrap();
+        assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+        match &report.problems[0] {
+            FsckProblem::Corrupt { hash, actual, used_by } => {
+                assert_eq!(*hash, target);
+                assert_eq!(*actual, keel_core::ObjectHash::of_bytes(b"bitrot"));
+                assert_eq!(used_by, &vec!["d@v1:b.txt".to_string()]);
+            }
+            other => panic!("expected corruption, got {other:?}"),
+        }
+        // Repair quarantines it; the object is then reported missing until
+        // the data is added again, which heals the store.
+        data::fsck(&store, true, &NoProgress).await.unwrap();
+        let report = data::fsck(&store, false, &NoProgress).await.unwrap();
+        assert!(matches!(report.problems.as_slice(), [FsckProblem::Missing { .. }]));
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        fs::write(root.join("d/b.txt"), b"beta").unwrap();
+        data::add(&store, &ds("d"), None, &NoProgress).await.unwrap();
+        let report = data::fsck(&store, false, &NoProgress).await.unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+    }
+}
+
+#[tokio::test]
+async fn push_pull_through_a_remote_into_a_fresh_clone() {
+    for backend in backends() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = tmp.path().join("a");
+        fs::create_dir_all(&a).unwrap();
+        let store = project(backend, &a).await;
+        for i in 0..50 {
+            write(&a, &format!("data/{i}.csv"), format!("x,y\n{i},{}\n", i * i).as_bytes());
+        }
+        data::add(&store, &ds("data"), None, &NoProgress).await.unwrap();
+        let original = sha256_tree(&a.join("data"));
+        let remote_dir = tmp.path().join("remote");
+        let remote = RemoteObjects::open(remote_dir.to_str().unwrap()).unwrap();
+        let pushed = data::push(&store, &remote, &[], false, &NoProgress).await.unwrap();
+        assert_eq!(pushed.transferred, 51);
+        let again = data::push(&store, &remote, &[], false, &NoProgress).await.unwrap();
+        assert_eq!((again.transferred, again.present), (0, 51));
+
+        // A fresh clone: only the pointer file (as git would bring it),
+        // its own empty stores.
+        let b = tmp.path().join("b");
+        fs::create_dir_all(&b).unwrap();
+        fs::copy(a.join("data.keel"), b.join("data.keel")).unwrap();
+        let (pb, _) = Project::init(&b, &Overrides::default()).unwrap();
+        let clone = Store::from_project(pb, &Overrides::default()).await.unwrap();
+        let pulled = data::pull(&clone, &remote, &[VersionRef { path: ds("data"), version: None }], AUTO, &NoProgress)
+            .await
+            .unwrap();
+        assert_eq!(pulled.transferred, 51);
+        assert_eq!(sha256_tree(&b.join("data")), original);
+        assert_eq!(fs::read(b.join("data.keel")).unwrap(), fs::read(a.join("data.keel")).unwrap());
+
+        // An object missing on the remote: a clear error naming it.
+        let c = tmp.path().join("c");
+        fs::create_dir_all(&c).unwrap();
+        fs::copy(a.join("data.keel"), c.join("data.keel")).unwrap();
+        let victim = keel_core::ObjectHash::of_bytes(b"x,y\n7,49\n").to_hex();
+        fs::remove_file(remote_dir.join(&victim[..2]).join(&victim[2..])).unwrap();
+        let (pc, _) = Project::init(&c, &Overrides::default()).unwrap();
+        let third = Store::from_project(pc, &Overrides::default()).await.unwrap();
+        let err = data::pull(&third, &remote, &[VersionRef { path: ds("data"), version: None }], AUTO, &NoProgress)
+            .await
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, StoreError::RemoteObjectMissing { count: 1, .. }), "{msg}");
+        assert!(msg.contains(&victim) && msg.contains("data/7.csv"), "{msg}");
+        assert!(!c.join("data").exists(), "nothing checked out from a failed pull");
+    }
+}
+
+#[tokio::test]
+async fn bad_pointer_files_name_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let store = project(backends()[0], root).await;
+    write(root, "d/a.txt", b"a");
+    data::add(&store, &ds("d"), None, &NoProgress).await.unwrap();
+    fs::write(root.join("d.keel"), "path: d\nkind: dir\nhash: nothex\nsize: 1\nfiles: 1\nversion: 1\n").unwrap();
+    let err = data::checkout(&store, &VersionRef { path: ds("d"), version: None }, AUTO, &NoProgress)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("d.keel") && err.contains("hash"), "{err}");
+    fs::write(root.join("d.keel"), "path: d\nkind: [oops\n").unwrap();
+    let err = data::status(&store, &[ds("d")]).await.unwrap_err().to_string();
+    assert!(err.contains("d.keel:2") || err.contains("d.keel:3"), "{err}");
+}

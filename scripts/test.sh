@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# keel's whole test suite, from a fresh machine: installs what the tests
+# need (PostgreSQL, a Python venv with the pinned clients), starts a
+# throwaway PostgreSQL on loopback, and runs every test of the workspace.
+#
+#   bash scripts/test.sh [extra cargo test args]
+#
+# Environment:
+#   CARGO_TARGET_DIR  reused between runs (default ~/.cache/keel-target)
+#   KEEL_VENV         the Python venv (default ~/.cache/keel-venv)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/keel-target}
+export KEEL_VENV=${KEEL_VENV:-$HOME/.cache/keel-venv}
+mkdir -p "$CARGO_TARGET_DIR"
+
+log() { printf '\n== %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "need root (or sudo) to run: $*" >&2; return 1; fi
+}
+
+# --- system packages --------------------------------------------------------
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+need_apt=()
+[ -n "$(pg_bin)" ] || need_apt+=(postgresql)
+command -v python3 >/dev/null || need_apt+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "installing ${need_apt[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+# --- Python venv with the pinned clients ------------------------------------
+req=.ci/requirements.txt
+if [ -s "$req" ] && [ -z "${KEEL_NO_VENV:-}" ]; then
+  stamp="$KEEL_VENV/.keel-requirements.sha256"
+  want=$(sha256sum "$req" | cut -d' ' -f1)
+  if [ ! -x "$KEEL_VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    log "creating the Python venv at $KEEL_VENV"
+    python3 -m venv "$KEEL_VENV"
+    "$KEEL_VENV/bin/pip" install -q --upgrade pip
+    "$KEEL_VENV/bin/pip" install -q -r "$req"
+    echo "$want" > "$stamp"
+  fi
+  export KEEL_PYTHON="$KEEL_VENV/bin/python"
+fi
+
+# --- a throwaway PostgreSQL on loopback -------------------------------------
+pgdir=$(mktemp -d /tmp/keel-pg.XXXXXX)
+chmod 755 "$pgdir"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+run_pg() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+[ "$(id -u)" = 0 ] && chown postgres "$pgdir"
+bin=$(pg_bin)
+log "starting PostgreSQL ($bin) on 127.0.0.1:$port"
+run_pg "$bin/initdb" -D "$pgdir/data" -U postgres -A trust >/dev/null
+run_pg "$bin/pg_ctl" -D "$pgdir/data" -l "$pgdir/log" -w -o "-h 127.0.0.1 -p $port -k $pgdir -c fsync=off -c max_connections=300" start >/dev/null
+cleanup() { run_pg "$bin/pg_ctl" -D "$pgdir/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$pgdir"; }
+trap cleanup EXIT
+export KEEL_TEST_POSTGRES="postgres://postgres@127.0.0.1:$port/postgres"
+
+# --- the tests ----------------------------------------------------------------
+log "cargo test (target dir $CARGO_TARGET_DIR)"
+cargo test --workspace --locked "$@"
