@@ -7,7 +7,9 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::fairness::{fairness, Fairness};
-use crate::metrics::{self, BinaryMetrics, CalibrationBin, MulticlassMetrics, RegressionMetrics, ThresholdPoint};
+use crate::metrics::{
+    self, BinaryMetrics, CalibrationBin, MulticlassMetrics, RegressionMetrics, ThresholdPoint,
+};
 use crate::onnx::proto::DataType;
 use crate::onnx::{IoType, Model, Tensor, TensorData, Value};
 use crate::table::Table;
@@ -77,11 +79,19 @@ pub fn inputs(model: &Model, features: &[String], table: &Table) -> Result<Vec<T
             let data = match elem {
                 DataType::String => TensorData::Str(table.column(&info.name)?.to_vec()),
                 DataType::Int64 => TensorData::I64(
-                    table.numeric(&info.name)?.iter().map(|&v| v as i64).collect(),
+                    table
+                        .numeric(&info.name)?
+                        .iter()
+                        .map(|&v| v as i64)
+                        .collect(),
                 ),
                 DataType::Double => TensorData::F64(table.numeric(&info.name)?),
                 _ => TensorData::F32(
-                    table.numeric(&info.name)?.iter().map(|&v| v as f32).collect(),
+                    table
+                        .numeric(&info.name)?
+                        .iter()
+                        .map(|&v| v as f32)
+                        .collect(),
                 ),
             };
             Ok(Tensor {
@@ -286,15 +296,18 @@ pub fn evaluate(model: &Model, table: &Table, cfg: &EvalConfig) -> Result<Evalua
                 .iter()
                 .enumerate()
                 .map(|(i, v)| {
-                    classes.iter().position(|c| label_eq(v, c)).ok_or_else(|| Error::Data {
-                        file: table.source().to_path_buf(),
-                        message: format!(
+                    classes
+                        .iter()
+                        .position(|c| label_eq(v, c))
+                        .ok_or_else(|| Error::Data {
+                            file: table.source().to_path_buf(),
+                            message: format!(
                             "line {}: label {v:?} in {:?} is not one of the model's classes ({})",
                             i + 2,
                             cfg.target,
                             classes.join(", ")
                         ),
-                    })
+                        })
                 })
                 .collect::<Result<_, _>>()?,
         ),
@@ -321,7 +334,8 @@ pub fn evaluate(model: &Model, table: &Table, cfg: &EvalConfig) -> Result<Evalua
     }
     let (mut roc, mut cal, mut curve, mut fair) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut classes = Vec::new();
-    if let (Predictions::Classification { probs, classes: c }, Truth::Classes(y)) = (&pred, &truth) {
+    if let (Predictions::Classification { probs, classes: c }, Truth::Classes(y)) = (&pred, &truth)
+    {
         classes = c.clone();
         if c.len() == 2 {
             let yb: Vec<u8> = y.iter().map(|&c| c as u8).collect();
@@ -359,12 +373,19 @@ fn downsample<T: Clone>(v: Vec<T>, max: usize) -> Vec<T> {
         return v;
     }
     let step = v.len() as f64 / max as f64;
-    let mut out: Vec<T> = (0..max).map(|k| v[(k as f64 * step) as usize].clone()).collect();
+    let mut out: Vec<T> = (0..max)
+        .map(|k| v[(k as f64 * step) as usize].clone())
+        .collect();
     out.push(v[v.len() - 1].clone());
     out
 }
 
-fn single_row_latency(model: &Model, inputs: &[Tensor], batch: f64, n: usize) -> Result<Latency, Error> {
+fn single_row_latency(
+    model: &Model,
+    inputs: &[Tensor],
+    batch: f64,
+    n: usize,
+) -> Result<Latency, Error> {
     let calls = n.min(200);
     let mut times = Vec::with_capacity(calls);
     for r in 0..calls {
@@ -374,7 +395,12 @@ fn single_row_latency(model: &Model, inputs: &[Tensor], batch: f64, n: usize) ->
         times.push(s.elapsed().as_secs_f64() * 1e6);
     }
     times.sort_by(f64::total_cmp);
-    let q = |p: f64| times.get(((times.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0.0);
+    let q = |p: f64| {
+        times
+            .get(((times.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
     Ok(Latency {
         batch_us_per_row: batch * 1e6 / n as f64,
         single_p50_us: q(0.5),
@@ -417,18 +443,43 @@ pub fn flat_metrics(e: &Evaluation) -> BTreeMap<String, f64> {
     }
     put(&mut out, "", &e.metrics);
     for s in &e.slices {
-        put(&mut out, &format!("slice.{}={}.", s.column, s.value), &s.metrics);
+        put(
+            &mut out,
+            &format!("slice.{}={}.", s.column, s.value),
+            &s.metrics,
+        );
     }
     for f in &e.fairness {
         let p = format!("fairness.{}.", f.column);
-        out.insert(format!("{p}demographic_parity_difference"), f.demographic_parity_difference);
-        out.insert(format!("{p}demographic_parity_ratio"), f.demographic_parity_ratio);
-        out.insert(format!("{p}equal_opportunity_difference"), f.equal_opportunity_difference);
-        out.insert(format!("{p}equalized_odds_difference"), f.equalized_odds_difference);
-        out.insert(format!("{p}four_fifths_rule"), f64::from(u8::from(f.four_fifths_rule)));
-        out.insert(format!("{p}min_group_n"), f.groups.iter().map(|g| g.n).min().unwrap_or(0) as f64);
+        out.insert(
+            format!("{p}demographic_parity_difference"),
+            f.demographic_parity_difference,
+        );
+        out.insert(
+            format!("{p}demographic_parity_ratio"),
+            f.demographic_parity_ratio,
+        );
+        out.insert(
+            format!("{p}equal_opportunity_difference"),
+            f.equal_opportunity_difference,
+        );
+        out.insert(
+            format!("{p}equalized_odds_difference"),
+            f.equalized_odds_difference,
+        );
+        out.insert(
+            format!("{p}four_fifths_rule"),
+            f64::from(u8::from(f.four_fifths_rule)),
+        );
+        out.insert(
+            format!("{p}min_group_n"),
+            f.groups.iter().map(|g| g.n).min().unwrap_or(0) as f64,
+        );
     }
-    out.insert("latency.batch_us_per_row".into(), e.latency.batch_us_per_row);
+    out.insert(
+        "latency.batch_us_per_row".into(),
+        e.latency.batch_us_per_row,
+    );
     out.insert("latency.single_p50_us".into(), e.latency.single_p50_us);
     out.insert("latency.single_p95_us".into(), e.latency.single_p95_us);
     out

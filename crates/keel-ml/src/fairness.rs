@@ -98,7 +98,11 @@ pub fn fairness(
     let (tmin, tmax) = spread(|g| g.tpr);
     let (fmin, fmax) = spread(|g| g.fpr);
     for g in &mut groups {
-        g.impact_ratio = if smax > 0.0 { g.selection_rate / smax } else { 0.0 };
+        g.impact_ratio = if smax > 0.0 {
+            g.selection_rate / smax
+        } else {
+            0.0
+        };
     }
     let dp_ratio = if smax > 0.0 { smin / smax } else { 0.0 };
     Fairness {

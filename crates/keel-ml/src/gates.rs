@@ -173,7 +173,13 @@ impl GateReport {
     }
 }
 
-fn check(kind: &str, metric: &str, actual: Option<f64>, min: Option<f64>, max: Option<f64>) -> Vec<GateResult> {
+fn check(
+    kind: &str,
+    metric: &str,
+    actual: Option<f64>,
+    min: Option<f64>,
+    max: Option<f64>,
+) -> Vec<GateResult> {
     let mut out = Vec::new();
     for (limit, is_min) in [(min, true), (max, false)] {
         let Some(limit) = limit else { continue };
@@ -186,7 +192,9 @@ fn check(kind: &str, metric: &str, actual: Option<f64>, min: Option<f64>, max: O
                 limit: format!("{op} {limit}"),
                 shortfall: None,
                 status: Status::Failed,
-                message: format!("{metric} was not computed (check the metric name and the evaluation options)"),
+                message: format!(
+                    "{metric} was not computed (check the metric name and the evaluation options)"
+                ),
             },
             Some(a) => {
                 let short = if is_min { limit - a } else { a - limit };
@@ -232,7 +240,10 @@ pub fn gate(
                     limit: format!("vs {}", nr.baseline),
                     shortfall: None,
                     status: Status::Skipped,
-                    message: format!("no baseline model {:?}: nothing to compare with", nr.baseline),
+                    message: format!(
+                        "no baseline model {:?}: nothing to compare with",
+                        nr.baseline
+                    ),
                 }),
                 Some(base) => {
                     let (min, max) = match base {
@@ -269,19 +280,37 @@ pub fn gate(
     for (col, lim) in &spec.fairness {
         let p = format!("fairness.{col}.");
         for (name, b) in [
-            ("demographic_parity_difference", &lim.demographic_parity_difference),
+            (
+                "demographic_parity_difference",
+                &lim.demographic_parity_difference,
+            ),
             ("demographic_parity_ratio", &lim.demographic_parity_ratio),
-            ("equal_opportunity_difference", &lim.equal_opportunity_difference),
+            (
+                "equal_opportunity_difference",
+                &lim.equal_opportunity_difference,
+            ),
             ("equalized_odds_difference", &lim.equalized_odds_difference),
         ] {
             if let Some(b) = b {
                 let key = format!("{p}{name}");
-                results.extend(check("fairness", &key, metrics.get(&key).copied(), b.min, b.max));
+                results.extend(check(
+                    "fairness",
+                    &key,
+                    metrics.get(&key).copied(),
+                    b.min,
+                    b.max,
+                ));
             }
         }
         if let Some(n) = lim.min_group_size {
             let key = format!("{p}min_group_n");
-            results.extend(check("fairness", &key, metrics.get(&key).copied(), Some(n as f64), None));
+            results.extend(check(
+                "fairness",
+                &key,
+                metrics.get(&key).copied(),
+                Some(n as f64),
+                None,
+            ));
         }
     }
     GateReport {
@@ -306,16 +335,28 @@ mod tests {
         )
         .unwrap();
         let base = m(&[("roc_auc", 0.90), ("log_loss", 0.30)]);
-        let good = m(&[("roc_auc", 0.895), ("log_loss", 0.305), ("fairness.sex.demographic_parity_ratio", 0.9)]);
+        let good = m(&[
+            ("roc_auc", 0.895),
+            ("log_loss", 0.305),
+            ("fairness.sex.demographic_parity_ratio", 0.9),
+        ]);
         assert!(gate(&spec, &good, Some(&base)).passed);
-        let worse = m(&[("roc_auc", 0.85), ("log_loss", 0.30), ("fairness.sex.demographic_parity_ratio", 0.9)]);
+        let worse = m(&[
+            ("roc_auc", 0.85),
+            ("log_loss", 0.30),
+            ("fairness.sex.demographic_parity_ratio", 0.9),
+        ]);
         let r = gate(&spec, &worse, Some(&base));
         assert!(!r.passed);
         let f: Vec<_> = r.failures().collect();
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].kind, "no_regression");
         assert!((f[0].shortfall.unwrap() - 0.04).abs() < 1e-12);
-        let unfair = m(&[("roc_auc", 0.9), ("log_loss", 0.3), ("fairness.sex.demographic_parity_ratio", 0.7)]);
+        let unfair = m(&[
+            ("roc_auc", 0.9),
+            ("log_loss", 0.3),
+            ("fairness.sex.demographic_parity_ratio", 0.7),
+        ]);
         let r = gate(&spec, &unfair, None);
         assert!(!r.passed);
         assert!(r.results.iter().any(|x| x.status == Status::Skipped));
@@ -324,7 +365,8 @@ mod tests {
 
     #[test]
     fn parse_errors_name_line_and_field() {
-        let e = GateSpec::parse("thresholds:\n  roc_auc: {mni: 0.8}\n", Path::new("g.yaml")).unwrap_err();
+        let e = GateSpec::parse("thresholds:\n  roc_auc: {mni: 0.8}\n", Path::new("g.yaml"))
+            .unwrap_err();
         let s = e.to_string();
         assert!(s.starts_with("g.yaml:2:"), "{s}");
         assert!(s.contains("mni"), "{s}");

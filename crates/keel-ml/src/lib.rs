@@ -14,10 +14,11 @@ mod error;
 pub mod onnx;
 
 pub use error::Error;
+pub mod evaluate;
 pub mod fairness;
+pub mod gates;
 pub mod metrics;
+pub mod package;
+pub mod report;
 pub mod table;
 pub mod train;
-pub mod evaluate;
-pub mod gates;
-pub mod package;

@@ -332,11 +332,13 @@ pub struct MulticlassMetrics {
 
 /// Multiclass metrics from class indices and an `n × k` probability matrix
 /// (prediction = argmax, first on ties).
-pub fn multiclass(y: &[usize], probs: &[f64], k: usize, weights: Option<&[f64]>) -> MulticlassMetrics {
-    let pred: Vec<usize> = probs
-        .chunks(k)
-        .map(argmax)
-        .collect();
+pub fn multiclass(
+    y: &[usize],
+    probs: &[f64],
+    k: usize,
+    weights: Option<&[f64]>,
+) -> MulticlassMetrics {
+    let pred: Vec<usize> = probs.chunks(k).map(argmax).collect();
     let mut cm = vec![vec![0.0; k]; k];
     for i in 0..y.len() {
         cm[y[i]][pred[i]] += w(weights, i);

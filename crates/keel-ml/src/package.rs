@@ -152,7 +152,12 @@ pub(crate) fn yaml_error(file: &Path, e: &serde_yaml_ng::Error) -> Error {
 
 /// Writes a package directory: `MLmodel`, `model.onnx`, `input_example.json`,
 /// `requirements.txt`, `python_env.yaml` and `keel.json`.
-pub fn write(dir: &Path, onnx: &[u8], meta: &KeelMetadata, example: &[Vec<f64>]) -> Result<(), Error> {
+pub fn write(
+    dir: &Path,
+    onnx: &[u8],
+    meta: &KeelMetadata,
+    example: &[Vec<f64>],
+) -> Result<(), Error> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let model = Model::from_bytes(onnx)?;
     let w = |name: &str, bytes: &[u8]| -> Result<(), Error> {
@@ -178,7 +183,10 @@ pub fn write(dir: &Path, onnx: &[u8], meta: &KeelMetadata, example: &[Vec<f64>])
     };
     let inputs: Vec<_> = model.inputs().map(tensor_spec).collect();
     let outputs: Vec<_> = model.outputs().map(tensor_spec).collect();
-    let input_name = model.inputs().next().map_or("X".to_string(), |i| i.name.clone());
+    let input_name = model
+        .inputs()
+        .next()
+        .map_or("X".to_string(), |i| i.name.clone());
     let mlmodel = format!(
         "artifact_path: model\n\
          flavors:\n  onnx:\n    code: null\n    data: model.onnx\n    onnx_version: 1.17.0\n    providers:\n    - CPUExecutionProvider\n\
@@ -193,7 +201,9 @@ pub fn write(dir: &Path, onnx: &[u8], meta: &KeelMetadata, example: &[Vec<f64>])
     w("model.onnx", onnx)?;
     w(
         "input_example.json",
-        serde_json::json!({ "inputs": { input_name: example } }).to_string().as_bytes(),
+        serde_json::json!({ "inputs": { input_name: example } })
+            .to_string()
+            .as_bytes(),
     )?;
     w("requirements.txt", b"mlflow\nonnx\nonnxruntime\n")?;
     w(
@@ -202,7 +212,9 @@ pub fn write(dir: &Path, onnx: &[u8], meta: &KeelMetadata, example: &[Vec<f64>])
     )?;
     w(
         "keel.json",
-        serde_json::to_vec_pretty(meta).unwrap_or_default().as_slice(),
+        serde_json::to_vec_pretty(meta)
+            .unwrap_or_default()
+            .as_slice(),
     )?;
     w("MLmodel", mlmodel.as_bytes())
 }

@@ -93,7 +93,14 @@ impl Table {
                 v.to_string()
             }
         };
-        s.push_str(&self.names.iter().map(|n| quote(n)).collect::<Vec<_>>().join(","));
+        s.push_str(
+            &self
+                .names
+                .iter()
+                .map(|n| quote(n))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
         s.push('\n');
         for r in 0..self.n_rows() {
             let row: Vec<String> = self.cols.iter().map(|c| quote(&c[r])).collect();
@@ -126,10 +133,7 @@ impl Table {
             .map(|i| self.cols[i].as_slice())
             .ok_or_else(|| Error::Data {
                 file: self.source.clone(),
-                message: format!(
-                    "no column {name:?} (columns: {})",
-                    self.names.join(", ")
-                ),
+                message: format!("no column {name:?} (columns: {})", self.names.join(", ")),
             })
     }
 
@@ -141,10 +145,7 @@ impl Table {
             .map(|(i, v)| {
                 parse_number(v).ok_or_else(|| Error::Data {
                     file: self.source.clone(),
-                    message: format!(
-                        "line {}: column {name:?}: {v:?} is not a number",
-                        i + 2
-                    ),
+                    message: format!("line {}: column {name:?}: {v:?} is not a number", i + 2),
                 })
             })
             .collect()

@@ -4,8 +4,8 @@ use prost::Message;
 
 use super::proto::{
     tensor_shape_proto, type_proto, AttributeProto, AttributeType, DataType, GraphProto,
-    ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorShapeProto,
-    TypeProto, ValueInfoProto,
+    ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorShapeProto, TypeProto,
+    ValueInfoProto,
 };
 
 /// An attribute value for [`node`].
@@ -94,9 +94,7 @@ pub fn tensor_info(name: &str, elem: DataType, dims: &[Option<i64>]) -> ValueInf
                         .map(|d| tensor_shape_proto::Dimension {
                             value: Some(match d {
                                 Some(v) => tensor_shape_proto::dimension::Value::DimValue(*v),
-                                None => {
-                                    tensor_shape_proto::dimension::Value::DimParam("N".into())
-                                }
+                                None => tensor_shape_proto::dimension::Value::DimParam("N".into()),
                             }),
                             denotation: String::new(),
                         })

@@ -616,7 +616,12 @@ impl Kernel for Binarizer {
             TensorData::I32(v) => {
                 TensorData::I32(v.iter().map(|&a| i32::from(f64::from(a) > t)).collect())
             }
-            other => return Err(format!("Binarizer does not take {} input", other.type_name())),
+            other => {
+                return Err(format!(
+                    "Binarizer does not take {} input",
+                    other.type_name()
+                ))
+            }
         };
         Ok(vec![Value::Tensor(Tensor {
             shape: x.shape.clone(),
@@ -704,7 +709,10 @@ impl LabelEncoder {
             });
         }
         let keys: Vec<Scalar> = if a.has("keys_strings") {
-            a.strings("keys_strings").into_iter().map(Scalar::S).collect()
+            a.strings("keys_strings")
+                .into_iter()
+                .map(Scalar::S)
+                .collect()
         } else if a.has("keys_int64s") {
             a.ints("keys_int64s").into_iter().map(Scalar::I).collect()
         } else {
@@ -712,7 +720,10 @@ impl LabelEncoder {
         };
         let (values, default): (Vec<Scalar>, Scalar) = if a.has("values_strings") {
             (
-                a.strings("values_strings").into_iter().map(Scalar::S).collect(),
+                a.strings("values_strings")
+                    .into_iter()
+                    .map(Scalar::S)
+                    .collect(),
                 Scalar::S(a.string("default_string", "_Unused")),
             )
         } else if a.has("values_int64s") {
@@ -722,7 +733,10 @@ impl LabelEncoder {
             )
         } else {
             (
-                a.floats("values_floats").into_iter().map(Scalar::F).collect(),
+                a.floats("values_floats")
+                    .into_iter()
+                    .map(Scalar::F)
+                    .collect(),
                 Scalar::F(a.float("default_float", -0.0)),
             )
         };
@@ -754,7 +768,12 @@ impl Kernel for LabelEncoder {
             TensorData::Str(v) => v.iter().cloned().map(Scalar::S).collect(),
             TensorData::I64(v) => v.iter().map(|&i| Scalar::I(i)).collect(),
             TensorData::F32(v) => v.iter().map(|&f| Scalar::F(f)).collect(),
-            other => return Err(format!("LabelEncoder does not take {} input", other.type_name())),
+            other => {
+                return Err(format!(
+                    "LabelEncoder does not take {} input",
+                    other.type_name()
+                ))
+            }
         };
         let out: Vec<Scalar> = keys.iter().map(|k| self.lookup(k)).collect();
         let data = match &self.default {

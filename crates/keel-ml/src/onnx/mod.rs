@@ -147,8 +147,9 @@ impl Model {
 
     /// Decodes and compiles a model from its protobuf bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Model, Error> {
-        let proto = ModelProto::decode(bytes)
-            .map_err(|e| Error::Model(format!("not an ONNX model (protobuf decode failed: {e})")))?;
+        let proto = ModelProto::decode(bytes).map_err(|e| {
+            Error::Model(format!("not an ONNX model (protobuf decode failed: {e})"))
+        })?;
         Model::from_proto(&proto)
     }
 

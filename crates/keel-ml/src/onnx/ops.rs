@@ -132,7 +132,11 @@ pub(crate) fn cast(x: &Tensor, to: DataType) -> Result<Tensor, String> {
         DataType::Float => match &x.data {
             TensorData::Str(v) => TensorData::F32(
                 v.iter()
-                    .map(|s| s.trim().parse::<f32>().map_err(|_| format!("cannot cast {s:?} to float")))
+                    .map(|s| {
+                        s.trim()
+                            .parse::<f32>()
+                            .map_err(|_| format!("cannot cast {s:?} to float"))
+                    })
                     .collect::<Result<_, _>>()?,
             ),
             _ => TensorData::F32(x.to_f32()?),
@@ -140,7 +144,11 @@ pub(crate) fn cast(x: &Tensor, to: DataType) -> Result<Tensor, String> {
         DataType::Double => match &x.data {
             TensorData::Str(v) => TensorData::F64(
                 v.iter()
-                    .map(|s| s.trim().parse::<f64>().map_err(|_| format!("cannot cast {s:?} to double")))
+                    .map(|s| {
+                        s.trim()
+                            .parse::<f64>()
+                            .map_err(|_| format!("cannot cast {s:?} to double"))
+                    })
                     .collect::<Result<_, _>>()?,
             ),
             _ => TensorData::F64(x.to_f64()?),
@@ -148,7 +156,11 @@ pub(crate) fn cast(x: &Tensor, to: DataType) -> Result<Tensor, String> {
         DataType::Int64 => match &x.data {
             TensorData::Str(v) => TensorData::I64(
                 v.iter()
-                    .map(|s| s.trim().parse::<i64>().map_err(|_| format!("cannot cast {s:?} to int64")))
+                    .map(|s| {
+                        s.trim()
+                            .parse::<i64>()
+                            .map_err(|_| format!("cannot cast {s:?} to int64"))
+                    })
                     .collect::<Result<_, _>>()?,
             ),
             _ => TensorData::I64(x.to_i64()?),
@@ -193,11 +205,9 @@ impl Kernel for Reshape {
                     infer = Some(i);
                     shape.push(1);
                 }
-                0 if !self.allowzero => shape.push(
-                    *x.shape
-                        .get(i)
-                        .ok_or_else(|| format!("dimension 0 at {i} copies a missing input dimension"))?,
-                ),
+                0 if !self.allowzero => shape.push(*x.shape.get(i).ok_or_else(|| {
+                    format!("dimension 0 at {i} copies a missing input dimension")
+                })?),
                 d if d >= 0 => shape.push(d as usize),
                 _ => return Err(format!("invalid target shape {spec:?}")),
             }
@@ -473,7 +483,10 @@ impl Kernel for Gemm {
         let a = tensor_input(inputs, 0)?;
         let b = tensor_input(inputs, 1)?;
         if a.shape.len() != 2 || b.shape.len() != 2 {
-            return Err(format!("Gemm needs 2-D inputs, got {:?} and {:?}", a.shape, b.shape));
+            return Err(format!(
+                "Gemm needs 2-D inputs, got {:?} and {:?}",
+                a.shape, b.shape
+            ));
         }
         let (mut av, mut bv) = (a.to_f64()?, b.to_f64()?);
         let (mut m, mut k) = (a.shape[0], a.shape[1]);
@@ -508,8 +521,16 @@ fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
     let r = a.len().max(b.len());
     let mut out = vec![0; r];
     for i in 0..r {
-        let da = if i + a.len() >= r { a[i + a.len() - r] } else { 1 };
-        let db = if i + b.len() >= r { b[i + b.len() - r] } else { 1 };
+        let da = if i + a.len() >= r {
+            a[i + a.len() - r]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= r {
+            b[i + b.len() - r]
+        } else {
+            1
+        };
         out[i] = match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,
@@ -570,7 +591,10 @@ impl Kernel for Binary {
             let n = a.len();
             ((0..n).collect(), (0..n).collect())
         } else {
-            (broadcast_index(&a.shape, &shape)?, broadcast_index(&b.shape, &shape)?)
+            (
+                broadcast_index(&a.shape, &shape)?,
+                broadcast_index(&b.shape, &shape)?,
+            )
         };
         let op = self.0;
         macro_rules! apply {
@@ -593,10 +617,14 @@ impl Kernel for Binary {
         }
         let data = match (&a.data, &b.data) {
             (TensorData::F32(x), TensorData::F32(y)) => {
-                apply!(x, y, F32, |p: f32, q: f32| -> Result<f32, String> { Ok(p / q) })
+                apply!(x, y, F32, |p: f32, q: f32| -> Result<f32, String> {
+                    Ok(p / q)
+                })
             }
             (TensorData::F64(x), TensorData::F64(y)) => {
-                apply!(x, y, F64, |p: f64, q: f64| -> Result<f64, String> { Ok(p / q) })
+                apply!(x, y, F64, |p: f64, q: f64| -> Result<f64, String> {
+                    Ok(p / q)
+                })
             }
             (TensorData::I64(x), TensorData::I64(y)) => {
                 apply!(x, y, I64, |p: i64, q: i64| p

@@ -200,7 +200,9 @@ impl Tensor {
                     match dt {
                         DataType::Int8 => raw.iter().map(|&b| i32::from(b as i8)).collect(),
                         DataType::Uint8 => raw.iter().map(|&b| i32::from(b)).collect(),
-                        DataType::Int16 => chunks::<2, i32>(raw, |b| i32::from(i16::from_le_bytes(b))),
+                        DataType::Int16 => {
+                            chunks::<2, i32>(raw, |b| i32::from(i16::from_le_bytes(b)))
+                        }
                         _ => chunks::<2, i32>(raw, |b| i32::from(u16::from_le_bytes(b))),
                     }
                 })
@@ -302,7 +304,7 @@ impl Value {
                     MapKeys::I64(k) => k.len(),
                     MapKeys::Str(k) => k.len(),
                 };
-                let r = if c == 0 { 0 } else { values.len() / c };
+                let r = values.len().checked_div(c).unwrap_or(0);
                 Ok((r, c, values.iter().map(|&x| f64::from(x)).collect()))
             }
         }

@@ -309,12 +309,16 @@ impl TreeEnsemble {
 
     /// Finalizes one row into `out` (width `n_out`); returns the label
     /// index for classifiers (see [`Labels::tensor`] for the sentinels).
-    fn finalize(&self, scores: &mut Vec<f64>, has: &mut Vec<bool>, out: &mut [f64]) -> usize {
+    fn finalize(&self, scores: &mut Vec<f64>, has: &mut [bool], out: &mut [f64]) -> usize {
         match &self.kind {
             Kind::Regressor => {
                 let n_trees = self.roots.len() as f64;
                 if self.n_out == 1 {
-                    let origin = if self.base.len() == 1 { self.base[0] } else { 0.0 };
+                    let origin = if self.base.len() == 1 {
+                        self.base[0]
+                    } else {
+                        0.0
+                    };
                     let mut s = match self.agg {
                         Aggregate::Average => scores[0] / n_trees,
                         Aggregate::Sum => scores[0],

@@ -6,6 +6,8 @@
 //! parent's minus the smaller's), and missing values go to whichever side
 //! gains more. The model exports as one `TreeEnsembleClassifier`.
 
+#![allow(clippy::needless_range_loop)] // index-heavy numeric code
+
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -136,18 +138,16 @@ struct Leaf {
 impl Grow<'_> {
     fn histogram(&self, rows: &[u32]) -> Vec<Bin> {
         let mut hist = vec![Bin::default(); self.f * NBINS];
-        hist.par_chunks_mut(NBINS)
-            .enumerate()
-            .for_each(|(j, hj)| {
-                let col = &self.binned[j * self.n..(j + 1) * self.n];
-                for &r in rows {
-                    let r = r as usize;
-                    let b = &mut hj[col[r] as usize];
-                    b.g += self.g[r];
-                    b.h += self.h[r];
-                    b.c += 1;
-                }
-            });
+        hist.par_chunks_mut(NBINS).enumerate().for_each(|(j, hj)| {
+            let col = &self.binned[j * self.n..(j + 1) * self.n];
+            for &r in rows {
+                let r = r as usize;
+                let b = &mut hj[col[r] as usize];
+                b.g += self.g[r];
+                b.h += self.h[r];
+                b.c += 1;
+            }
+        });
         hist
     }
 
@@ -242,7 +242,10 @@ impl Grow<'_> {
             let Some(k) = (0..open.len())
                 .filter(|&k| open[k].split.is_some())
                 .max_by(|&a, &b| {
-                    let (ga, gb) = (open[a].split.map_or(0.0, |s| s.gain), open[b].split.map_or(0.0, |s| s.gain));
+                    let (ga, gb) = (
+                        open[a].split.map_or(0.0, |s| s.gain),
+                        open[b].split.map_or(0.0, |s| s.gain),
+                    );
                     ga.total_cmp(&gb).then(b.cmp(&a))
                 })
             else {
@@ -307,10 +310,15 @@ impl Grow<'_> {
 
 pub(super) fn train(d: &Dataset, p: &GradientBoostingParams) -> Result<Vec<u8>, Error> {
     if !(2..=255).contains(&p.max_bins) {
-        return Err(Error::Train(format!("max_bins must be 2..=255, got {}", p.max_bins)));
+        return Err(Error::Train(format!(
+            "max_bins must be 2..=255, got {}",
+            p.max_bins
+        )));
     }
     if p.learning_rate <= 0.0 || p.max_iter == 0 {
-        return Err(Error::Train("learning_rate and max_iter must be positive".into()));
+        return Err(Error::Train(
+            "learning_rate and max_iter must be positive".into(),
+        ));
     }
     let (n, f) = (d.n_rows(), d.features.len());
     let edges = fit_bins(d, p.max_bins);
@@ -435,7 +443,11 @@ fn export(d: &Dataset, trees: &[Vec<TreeNode>], init: f64) -> Result<Vec<u8>, Er
     let graph = GraphProto {
         node: vec![node],
         name: "keel_gradient_boosting".into(),
-        input: vec![build::tensor_info("X", DataType::Float, &[None, Some(f as i64)])],
+        input: vec![build::tensor_info(
+            "X",
+            DataType::Float,
+            &[None, Some(f as i64)],
+        )],
         output: vec![
             build::tensor_info("label", label_type, &[None]),
             build::tensor_info("probabilities", DataType::Float, &[None, Some(2)]),

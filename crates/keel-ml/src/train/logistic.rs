@@ -1,6 +1,8 @@
 //! Logistic regression: mean imputation, standardization, L2 penalty,
 //! Newton's method with a backtracking line search.
 
+#![allow(clippy::needless_range_loop)] // index-heavy numeric code
+
 use serde::{Deserialize, Serialize};
 
 use super::{label_attr, Dataset};
@@ -91,7 +93,11 @@ pub(super) fn train(d: &Dataset, p: &LogisticRegressionParams) -> Result<Vec<u8>
         }
     }
     for j in 0..f {
-        mean[j] = if cnt[j] > 0 { mean[j] / cnt[j] as f64 } else { 0.0 };
+        mean[j] = if cnt[j] > 0 {
+            mean[j] / cnt[j] as f64
+        } else {
+            0.0
+        };
     }
     let mut z = vec![0.0; n * (f + 1)];
     for r in 0..n {
@@ -126,7 +132,11 @@ pub(super) fn train(d: &Dataset, p: &LogisticRegressionParams) -> Result<Vec<u8>
             let row = &z[r * m..(r + 1) * m];
             let s: f64 = row.iter().zip(w).map(|(a, b)| a * b).sum();
             // log(1 + e^s) - y s, computed stably.
-            let sp = if s > 0.0 { s + (-s).exp().ln_1p() } else { s.exp().ln_1p() };
+            let sp = if s > 0.0 {
+                s + (-s).exp().ln_1p()
+            } else {
+                s.exp().ln_1p()
+            };
             l += sp - f64::from(d.y[r]) * s;
         }
         p.c * l + 0.5 * w[..f].iter().map(|v| v * v).sum::<f64>()
@@ -166,8 +176,8 @@ pub(super) fn train(d: &Dataset, p: &LogisticRegressionParams) -> Result<Vec<u8>
         for i in 0..m {
             h[i * m + i] += 1e-12;
         }
-        let step = solve_spd(&h, &g, m)
-            .ok_or_else(|| Error::Train("the Hessian is singular".into()))?;
+        let step =
+            solve_spd(&h, &g, m).ok_or_else(|| Error::Train("the Hessian is singular".into()))?;
         let mut t = 1.0;
         loop {
             let cand: Vec<f64> = w.iter().zip(&step).map(|(a, b)| a - t * b).collect();
@@ -242,7 +252,11 @@ fn export(d: &Dataset, mean: &[f64], std: &[f64], w: &[f64]) -> Result<Vec<u8>, 
     let graph = GraphProto {
         node: nodes,
         name: "keel_logistic_regression".into(),
-        input: vec![build::tensor_info("X", DataType::Float, &[None, Some(f as i64)])],
+        input: vec![build::tensor_info(
+            "X",
+            DataType::Float,
+            &[None, Some(f as i64)],
+        )],
         output: vec![
             build::tensor_info("label", label_type, &[None]),
             build::tensor_info("probabilities", DataType::Float, &[None, Some(2)]),

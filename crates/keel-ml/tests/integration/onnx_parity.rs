@@ -45,17 +45,31 @@ fn compare(v: &Value, want: &serde_json::Value) -> Result<f64, String> {
             data: TensorData::Str(s),
             ..
         }) => {
-            let w: Vec<&str> = want.as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
+            let w: Vec<&str> = want
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_str().unwrap())
+                .collect();
             if s.iter().map(String::as_str).eq(w.iter().copied()) {
                 Ok(0.0)
             } else {
-                Err(format!("string labels differ: {:?} vs {:?}", &s[..5.min(s.len())], &w[..5.min(w.len())]))
+                Err(format!(
+                    "string labels differ: {:?} vs {:?}",
+                    &s[..5.min(s.len())],
+                    &w[..5.min(w.len())]
+                ))
             }
         }
         Value::SeqMap { keys, .. } => {
             let (_, _, got) = v.to_matrix_f64()?;
             let (_, _, w) = matrix(&want["values"]);
-            let wk: Vec<String> = want["keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()).collect();
+            let wk: Vec<String> = want["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k.as_str().unwrap().to_string())
+                .collect();
             let gk: Vec<String> = match keys {
                 keel_ml::onnx::MapKeys::I64(k) => k.iter().map(|k| k.to_string()).collect(),
                 keel_ml::onnx::MapKeys::Str(k) => k.clone(),
@@ -84,5 +98,8 @@ fn max_diff(a: &[f64], b: &[f64]) -> Result<f64, String> {
     if a.len() != b.len() {
         return Err(format!("{} values vs {}", a.len(), b.len()));
     }
-    Ok(a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max))
+    Ok(a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max))
 }

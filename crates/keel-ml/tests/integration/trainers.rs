@@ -5,7 +5,9 @@
 use keel_ml::evaluate::{evaluate, predict, EvalConfig, Predictions, TaskMetrics};
 use keel_ml::onnx::Model;
 use keel_ml::table::Table;
-use keel_ml::train::{train, Dataset, GradientBoostingParams, LogisticRegressionParams, TrainParams};
+use keel_ml::train::{
+    train, Dataset, GradientBoostingParams, LogisticRegressionParams, TrainParams,
+};
 
 use crate::util::{matrix, python, read_json, run_py};
 
@@ -35,12 +37,19 @@ fn trainers_match_sklearn_quality_and_onnxruntime_predictions() {
             ..Default::default()
         };
         let ev = evaluate(&model, &test_t, &cfg).unwrap();
-        let TaskMetrics::Binary(m) = &ev.metrics else { panic!("binary expected") };
+        let TaskMetrics::Binary(m) = &ev.metrics else {
+            panic!("binary expected")
+        };
         let auc = m.roc_auc.unwrap();
         let sk = reference[algo].as_f64().unwrap();
-        eprintln!("{algo}: keel ROC AUC {auc:.4}, scikit-learn {sk:.4}, trained in {:.2}s", trained.train_seconds);
+        eprintln!(
+            "{algo}: keel ROC AUC {auc:.4}, scikit-learn {sk:.4}, trained in {:.2}s",
+            trained.train_seconds
+        );
         if auc < sk - 0.01 {
-            failures.push(format!("{algo}: keel AUC {auc:.4} more than 0.01 below scikit-learn's {sk:.4}"));
+            failures.push(format!(
+                "{algo}: keel AUC {auc:.4} more than 0.01 below scikit-learn's {sk:.4}"
+            ));
         }
         // onnxruntime on keel's model.onnx.
         let path = dir.path().join(format!("{algo}.onnx"));
@@ -51,23 +60,48 @@ fn trainers_match_sklearn_quality_and_onnxruntime_predictions() {
         run_py(
             &py,
             "ort_predict.py",
-            &[&path, &dir.path().join("test.csv"), std::path::Path::new(&feats), std::path::Path::new(&out_s)],
+            &[
+                &path,
+                &dir.path().join("test.csv"),
+                std::path::Path::new(&feats),
+                std::path::Path::new(&out_s),
+            ],
         );
         let ort = read_json(&out);
         let (_, _, want) = matrix(&ort["probabilities"]);
-        let Predictions::Classification { probs, classes } = predict(&model, &trained.features, &test_t).unwrap() else {
+        let Predictions::Classification { probs, classes } =
+            predict(&model, &trained.features, &test_t).unwrap()
+        else {
             panic!("classification expected")
         };
-        let diff = probs.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        let diff = probs
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
         eprintln!("{algo}: max |keel - onnxruntime| = {diff:e}");
         if diff > 1e-5 || probs.len() != want.len() {
             failures.push(format!("{algo}: keel vs onnxruntime max abs diff {diff:e}"));
         }
-        let ort_labels: Vec<String> = ort["label"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
-        let keel_labels: Vec<String> = probs.chunks(2).map(|r| classes[usize::from(r[1] > r[0])].clone()).collect();
-        let bad = ort_labels.iter().zip(&keel_labels).filter(|(a, b)| a != b).count();
+        let ort_labels: Vec<String> = ort["label"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        let keel_labels: Vec<String> = probs
+            .chunks(2)
+            .map(|r| classes[usize::from(r[1] > r[0])].clone())
+            .collect();
+        let bad = ort_labels
+            .iter()
+            .zip(&keel_labels)
+            .filter(|(a, b)| a != b)
+            .count();
         if bad > 0 {
-            failures.push(format!("{algo}: {bad} labels differ between keel and onnxruntime"));
+            failures.push(format!(
+                "{algo}: {bad} labels differ between keel and onnxruntime"
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
