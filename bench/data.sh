@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Data versioning benchmark: keel vs DVC vs reading the bytes, one run,
+# figures side by side.
+#
+#   bash bench/data.sh [BIG_MB=1024] [SMALL_FILES=100000]
+#
+# Needs a release build of keel and `dvc` (pip install dvc) on PATH, or
+# DVC=/path/to/dvc. Page cache is warm for every contender (each reads
+# files that were just written), so the comparison is CPU/syscall-bound,
+# as on a developer machine re-adding data it just produced.
+set -euo pipefail
+BIG_MB=${1:-1024}
+SMALL=${2:-100000}
+here=$(cd "$(dirname "$0")/.." && pwd)
+KEEL=${KEEL:-$here/target/release/keel}
+[ -x "$KEEL" ] || KEEL=${CARGO_TARGET_DIR:-$HOME/.cache/keel-target}/release/keel
+DVC=${DVC:-$(command -v dvc || true)}
+[ -x "$KEEL" ] || { echo "build keel first: cargo build --release -p keel-cli" >&2; exit 2; }
+work=$(mktemp -d /tmp/keel-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+t() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N); echo "$e - $s" | bc; }
+
+echo "generating ${BIG_MB} MiB file and ${SMALL} small files in $work"
+mkdir -p "$work/gen/big" "$work/gen/small"
+head -c $((BIG_MB << 20)) /dev/urandom > "$work/gen/big/big.bin"
+python3 - "$work/gen/small" "$SMALL" <<'PY'
+import os, sys, random
+root, n = sys.argv[1], int(sys.argv[2])
+random.seed(1)
+for i in range(n):
+    d = os.path.join(root, f"d{i % 100:03d}")
+    if i < 100: os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"f{i:06d}.txt"), "w") as f:
+        f.write(f"{i},{random.random()}\n")
+PY
+
+setup() { # $1 = tool, $2 = dataset kind
+  local d="$work/$1-$2"; rm -rf "$d"; mkdir -p "$d"; cp -r "$work/gen/$2" "$d/data"; echo "$d"
+}
+
+declare -A R
+for kind in big small; do
+  d=$(setup cat $kind)
+  R[cat-$kind]=$(t sh -c "find '$d/data' -type f -print0 | xargs -0 cat > /dev/null")
+  d=$(setup keel $kind); (cd "$d" && "$KEEL" init >/dev/null)
+  R[keel-$kind]=$(cd "$d" && t "$KEEL" data add data)
+  R[keelst-$kind]=$(cd "$d" && t "$KEEL" data status)
+  if [ -n "$DVC" ]; then
+    d=$(setup dvc $kind); (cd "$d" && git init -q && "$DVC" init -q)
+    R[dvc-$kind]=$(cd "$d" && t "$DVC" add data)
+    R[dvcst-$kind]=$(cd "$d" && t "$DVC" status)
+  fi
+done
+
+row() { printf '%-44s %10s %10s %10s %12s %12s\n' "$@"; }
+ratio() { if [ -n "${1:-}" ] && [ -n "${2:-}" ]; then echo "scale=1; $1 / $2" | bc; else echo "-"; fi; }
+echo
+row "operation" "keel (s)" "dvc (s)" "cat (s)" "keel/cat" "dvc/keel"
+for kind in big small; do
+  label=$([ $kind = big ] && echo "add ${BIG_MB} MiB file" || echo "add ${SMALL} small files")
+  row "$label" "${R[keel-$kind]}" "${R[dvc-$kind]:--}" "${R[cat-$kind]}" \
+      "$(ratio "${R[keel-$kind]}" "${R[cat-$kind]}")" "$(ratio "${R[dvc-$kind]:-}" "${R[keel-$kind]}")"
+  row "status, nothing changed ($kind)" "${R[keelst-$kind]}" "${R[dvcst-$kind]:--}" "-" "-" \
+      "$(ratio "${R[dvcst-$kind]:-}" "${R[keelst-$kind]}")"
+done
