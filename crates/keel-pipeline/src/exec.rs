@@ -275,19 +275,34 @@ impl CancelToken {
         }
     }
 
-    /// Cancels this token on Ctrl-C (SIGINT); a second Ctrl-C kills.
+    /// Cancels this token on Ctrl-C (SIGINT), SIGTERM or SIGHUP; a second
+    /// signal kills.
     /// Spawns one background thread for the process's lifetime.
     pub fn cancel_on_ctrl_c(&self) -> std::io::Result<()> {
+        use tokio::signal::unix::{signal, SignalKind};
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
+        // Register before returning: a signal arriving between now and the
+        // thread's first poll must not kill keel and orphan the jobs.
+        let (mut int, mut term, mut hup) = rt.block_on(async {
+            Ok::<_, std::io::Error>((
+                signal(SignalKind::interrupt())?,
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::hangup())?,
+            ))
+        })?;
         let token = self.clone();
         std::thread::Builder::new()
-            .name("keel-ctrl-c".into())
+            .name("keel-signals".into())
             .spawn(move || {
                 rt.block_on(async {
-                    while tokio::signal::ctrl_c().await.is_ok() {
-                        token.cancel();
+                    loop {
+                        tokio::select! {
+                            _ = int.recv() => token.cancel(),
+                            _ = term.recv() => token.cancel(),
+                            _ = hup.recv() => token.cancel(),
+                        }
                     }
                 })
             })?;
