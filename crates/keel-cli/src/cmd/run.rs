@@ -208,7 +208,7 @@ pub fn pipeline(global: &Global, cmd: PipelineCommand) -> anyhow::Result<ExitCod
                 let warnings: Vec<String> = p.warnings.iter().map(ToString::to_string).collect();
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({"file": p.file, "created": p.created, "jobs": jobs, "warnings": warnings}))?
+                    serde_json::to_string_pretty(&serde_json::json!({"file": p.file.display().to_string(), "created": p.created, "jobs": jobs, "warnings": warnings}))?
                 );
             } else {
                 println!(
