@@ -8,7 +8,9 @@ use std::sync::Mutex;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use keel_pipeline::exec::{self, CancelToken, Event, ExecOptions, JobStatus, ManualJobs, PipelineStatus};
+use keel_pipeline::exec::{
+    self, CancelToken, Event, ExecOptions, JobStatus, ManualJobs, PipelineStatus,
+};
 use keel_pipeline::store::{FileStore, RunHistory};
 
 use super::{CheckFailed, Global};
@@ -66,10 +68,16 @@ pub enum ExpCommand {
     },
 }
 
-fn load(global: &Global, file: &std::path::Path, vars: &[(String, String)]) -> anyhow::Result<keel_pipeline::pipeline::Pipeline> {
+fn load(
+    global: &Global,
+    file: &std::path::Path,
+    vars: &[(String, String)],
+) -> anyhow::Result<keel_pipeline::pipeline::Pipeline> {
     let dir = global.cwd()?;
     let file = if file.is_absolute() {
-        file.strip_prefix(&dir).map(PathBuf::from).unwrap_or_else(|_| file.to_path_buf())
+        file.strip_prefix(&dir)
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| file.to_path_buf())
     } else {
         file.to_path_buf()
     };
@@ -98,8 +106,16 @@ pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let store = FileStore::new(&pipeline.project_dir.join(".keel"));
     let cancel = CancelToken::new();
-    cancel.cancel_on_ctrl_c().context("installing the Ctrl-C handler")?;
-    let width = pipeline.jobs.iter().map(|j| j.name.chars().count()).max().unwrap_or(0).min(32);
+    cancel
+        .cancel_on_ctrl_c()
+        .context("installing the Ctrl-C handler")?;
+    let width = pipeline
+        .jobs
+        .iter()
+        .map(|j| j.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(32);
     // Job output goes to stdout, or stderr when stdout carries JSON.
     let out = Mutex::new(());
     let json = global.json;
@@ -113,12 +129,23 @@ pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
                     (JobStatus::Success, true) => "✓ cached, outs restored".to_string(),
                     (status, _) => format!(
                         "{} {}{}",
-                        if status == JobStatus::Success { "✓" } else { "•" },
+                        if status == JobStatus::Success {
+                            "✓"
+                        } else {
+                            "•"
+                        },
                         status.as_str(),
-                        s.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
+                        s.reason
+                            .as_ref()
+                            .map(|r| format!(" ({r})"))
+                            .unwrap_or_default()
                     ),
                 };
-                format!("{:<width$} {what} in {:.2}s", s.name, s.duration.as_secs_f64())
+                format!(
+                    "{:<width$} {what} in {:.2}s",
+                    s.name,
+                    s.duration.as_secs_f64()
+                )
             }
         };
         if json {
@@ -208,7 +235,9 @@ pub fn pipeline(global: &Global, cmd: PipelineCommand) -> anyhow::Result<ExitCod
                 let warnings: Vec<String> = p.warnings.iter().map(ToString::to_string).collect();
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({"file": p.file.display().to_string(), "created": p.created, "jobs": jobs, "warnings": warnings}))?
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"file": p.file.display().to_string(), "created": p.created, "jobs": jobs, "warnings": warnings})
+                    )?
                 );
             } else {
                 println!(
@@ -216,7 +245,11 @@ pub fn pipeline(global: &Global, cmd: PipelineCommand) -> anyhow::Result<ExitCod
                     p.file.display(),
                     p.jobs.len(),
                     p.stages.len(),
-                    if p.created { "" } else { " (workflow:rules would create no pipeline)" }
+                    if p.created {
+                        ""
+                    } else {
+                        " (workflow:rules would create no pipeline)"
+                    }
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -231,7 +264,8 @@ pub fn exp(global: &Global, cmd: ExpCommand) -> anyhow::Result<ExitCode> {
             let dir = global.cwd()?;
             let runs = FileStore::new(&dir.join(".keel")).runs()?;
             let git = keel_pipeline::pipeline::GitInfo::detect(&dir);
-            let t = keel_pipeline::exp::table(&runs, baseline.as_deref(), &git.default_branch, all)?;
+            let t =
+                keel_pipeline::exp::table(&runs, baseline.as_deref(), &git.default_branch, all)?;
             if global.json {
                 let rows: Vec<serde_json::Value> = t
                     .rows
@@ -246,7 +280,9 @@ pub fn exp(global: &Global, cmd: ExpCommand) -> anyhow::Result<ExitCode> {
                     .collect();
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({"baseline": t.baseline, "params": t.params, "metrics": t.metrics, "rows": rows}))?
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"baseline": t.baseline, "params": t.params, "metrics": t.metrics, "rows": rows})
+                    )?
                 );
                 return Ok(ExitCode::SUCCESS);
             }
@@ -267,7 +303,11 @@ pub fn exp(global: &Global, cmd: ExpCommand) -> anyhow::Result<ExitCode> {
                 .iter()
                 .map(|r| {
                     let mut row = vec![r.run_id.chars().take(8).collect::<String>(), r.job.clone()];
-                    row.extend(t.params.iter().map(|p| r.params.get(p).cloned().unwrap_or_else(|| "-".into())));
+                    row.extend(
+                        t.params
+                            .iter()
+                            .map(|p| r.params.get(p).cloned().unwrap_or_else(|| "-".into())),
+                    );
                     for m in &t.metrics {
                         row.push(r.metrics.get(m).map_or("-".into(), |v| format!("{v:.4}")));
                         if t.baseline.is_some() {
