@@ -162,7 +162,12 @@ pub fn resolve_ref(store: &Store, cwd: &Path, spec: &str) -> Result<VersionRef> 
         Some((p, v)) if !v.is_empty() && !v.contains('/') => (p, Some(v.to_string())),
         _ => (spec, None),
     };
-    let path = path.strip_suffix(".keel").unwrap_or(path);
+    // `data.keel` (the pointer) names the dataset `data`; `.keel` alone is
+    // keel's own directory, refused below.
+    let path = match path.strip_suffix(".keel") {
+        Some(stem) if !stem.is_empty() && !stem.ends_with('/') => stem,
+        _ => path,
+    };
     let bad = |reason: &str| StoreError::InvalidPath {
         path: PathBuf::from(path),
         reason: reason.to_string(),

@@ -55,6 +55,24 @@ async fn select_versions(store: &Store, refs: &[VersionRef], all_versions: bool)
     Ok(out)
 }
 
+/// Runs `op` on every object, `CONCURRENCY` at a time, advancing the
+/// progress by each object's size; returns (objects, bytes).
+async fn transfer_all<'a, F, Fut>(items: &'a [(ObjectHash, u64)], progress: &dyn Progress, op: F) -> Result<(u64, u64)>
+where
+    F: Fn(&'a ObjectHash) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let op = &op;
+    stream::iter(items.iter().map(|(h, size)| async move {
+        op(h).await?;
+        progress.advance(*size);
+        Ok::<_, StoreError>(*size)
+    }))
+    .buffer_unordered(CONCURRENCY)
+    .try_fold((0u64, 0u64), |(n, b), size| futures::future::ready(Ok((n + 1, b + size))))
+    .await
+}
+
 /// Uploads the objects of the selected versions that the remote lacks.
 /// No refs: the versions the pointers in this checkout name.
 pub async fn push(
@@ -95,18 +113,9 @@ pub async fn push(
         Some(todo.iter().map(|(_, s)| s).sum()),
         Unit::Bytes,
     );
-    stream::iter(todo.iter().map(|(h, size)| async move {
-        remote.upload(&store.objects, h).await?;
-        progress.advance(*size);
-        Ok::<_, StoreError>(*size)
-    }))
-    .buffer_unordered(CONCURRENCY)
-    .try_for_each(|size| {
-        report.transferred += 1;
-        report.bytes += size;
-        futures::future::ready(Ok(()))
-    })
-    .await?;
+    let (n, bytes) = transfer_all(&todo, progress, |h| remote.upload(&store.objects, h)).await?;
+    report.transferred += n;
+    report.bytes += bytes;
     progress.end();
     Ok(report)
 }
@@ -170,18 +179,10 @@ pub async fn pull(
         Some(needed.iter().map(|(_, s, _)| s).sum()),
         Unit::Bytes,
     );
-    stream::iter(needed.iter().map(|(h, size, _)| async move {
-        remote.download(&store.objects, h).await?;
-        progress.advance(*size);
-        Ok::<_, StoreError>(*size)
-    }))
-    .buffer_unordered(CONCURRENCY)
-    .try_for_each(|size| {
-        report.transferred += 1;
-        report.bytes += size;
-        futures::future::ready(Ok(()))
-    })
-    .await?;
+    let items: Vec<(ObjectHash, u64)> = needed.iter().map(|(h, s, _)| (*h, *s)).collect();
+    let (n, bytes) = transfer_all(&items, progress, |h| remote.download(&store.objects, h)).await?;
+    report.transferred += n;
+    report.bytes += bytes;
     progress.end();
     store.objects.sync()?;
     for v in &chosen {
