@@ -25,6 +25,8 @@ mod error;
 pub mod migrations;
 pub mod objects;
 pub mod project;
+pub mod registry;
+pub mod tracking;
 
 use std::path::Path;
 

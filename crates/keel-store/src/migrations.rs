@@ -47,4 +47,7 @@ CREATE TABLE dataset_versions (
 );
 CREATE INDEX dataset_versions_hash ON dataset_versions (hash);
 ",
-}];
+},
+    crate::tracking::schema::TRACKING_V1,
+    crate::tracking::schema::REGISTRY_V1,
+];

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Tracking-server benchmark: keel vs `mlflow server` (SQLite backend) vs a
+# null server answering `{}` (nginx `return 200 '{}'`, or a Python stdlib
+# server when nginx is not installed; the output says which). Not a test:
+# prints a side-by-side table.
+#
+#   KEEL_PYTHON=/path/to/venv/bin/python bench/tracking.sh
+#
+# Client-bound rows go through the mlflow Python client
+# (crates/keel-server/tests/python/load_client.py); server-bound rows use
+# the Rust load generator (crates/keel-server/examples/loadgen.rs).
+# BENCH_SECS (default 10) per row; BENCH_RUNS (default 10000) for search.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${KEEL_PYTHON:-python3}
+SECS=${BENCH_SECS:-10}
+RUNS=${BENCH_RUNS:-10000}
+T=${CARGO_TARGET_DIR:-target}
+DIR=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$DIR"; }
+trap cleanup EXIT
+
+cargo build --release -q -p keel-cli
+cargo build --release -q -p keel-server --example loadgen
+KEEL="$T/release/keel"
+LOADGEN="$T/release/examples/loadgen"
+
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_up() { for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$1/health" >/dev/null 2>&1 && return 0; sleep 0.2; done; echo "server on $1 did not start" >&2; exit 1; }
+
+# keel
+mkdir -p "$DIR/keel" && (cd "$DIR/keel" && "$OLDPWD/$KEEL" init >/dev/null)
+KP=$(free_port)
+(cd "$DIR/keel" && exec "$OLDPWD/$KEEL" server --port "$KP") 2>"$DIR/keel.log" &
+PIDS+=($!)
+# mlflow server (SQLite, artifact proxy)
+MP=$(free_port)
+"$PY" -m mlflow server --backend-store-uri "sqlite:///$DIR/mlflow.db" --artifacts-destination "$DIR/mlart" \
+    --host 127.0.0.1 --port "$MP" >"$DIR/mlflow.log" 2>&1 &
+PIDS+=($!)
+# null server
+NP=$(free_port)
+if command -v nginx >/dev/null; then
+    NULL_KIND="nginx $(nginx -v 2>&1 | sed 's/.*nginx\///')"
+    mkdir -p "$DIR/nginx"
+    cat >"$DIR/nginx/nginx.conf" <<NGINX
+worker_processes 1;
+pid $DIR/nginx/nginx.pid;
+error_log $DIR/nginx/error.log;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $DIR/nginx;
+    proxy_temp_path $DIR/nginx; fastcgi_temp_path $DIR/nginx; uwsgi_temp_path $DIR/nginx; scgi_temp_path $DIR/nginx;
+    server {
+        listen 127.0.0.1:$NP;
+        location = /health { return 200 'OK'; }
+        location / { default_type application/json; return 200 '{}'; }
+    }
+}
+NGINX
+    nginx -c "$DIR/nginx/nginx.conf" -g 'daemon off;' &
+    PIDS+=($!)
+else
+    NULL_KIND="python http.server (stdlib, threaded)"
+    "$PY" - "$NP" <<'PYEOF' &
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def _ok(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        if n: self.rfile.read(n)
+        body = b"OK" if self.path == "/health" else b"{}"
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _ok
+    def log_message(self, *a): pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+PYEOF
+    PIDS+=($!)
+fi
+wait_up "$KP"; wait_up "$MP"; wait_up "$NP"
+
+declare -A R
+client_row() { # server-name port row
+    local out
+    out=$(MLFLOW_TRACKING_URI="http://127.0.0.1:$2" GIT_PYTHON_REFRESH=quiet MLFLOW_HTTP_REQUEST_MAX_RETRIES=0 \
+          timeout 3600 "$PY" crates/keel-server/tests/python/load_client.py "$3" "$SECS" "$RUNS" 2>"$DIR/$1-$3.err" | tail -1) || out='{"error": true}'
+    R[$1,$3]=$out
+}
+server_row() { # server-name port mode conns
+    R[$1,$3]=$("$LOADGEN" "http://127.0.0.1:$2" "$3" "$4" "$SECS" 2>>"$DIR/loadgen.err" || echo '{"error": true}')
+}
+for s in keel:$KP mlflow:$MP null:$NP; do
+    name=${s%%:*}; port=${s##*:}
+    echo "measuring $name..." >&2
+    for row in log_metric log_batch run_lifecycle writers; do client_row "$name" "$port" "$row"; done
+    if [ "$name" != null ]; then client_row "$name" "$port" search; fi
+    server_row "$name" "$port" log-batch 16
+    server_row "$name" "$port" log-metric 64
+done
+
+{
+    echo "null server: $NULL_KIND"
+    for k in "${!R[@]}"; do printf '%s\t%s\n' "$k" "${R[$k]}"; done
+} > "$DIR/results.tsv"
+"$PY" - "$DIR/results.tsv" "$SECS" "$RUNS" <<'PYEOF'
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+print(lines[0]); print(f"{sys.argv[2]} s per row; search over {sys.argv[3]} runs; 2-core machine shared with other work")
+R = {}
+for l in lines[1:]:
+    k, v = l.split("\t", 1)
+    R[tuple(k.split(","))] = json.loads(v)
+def cell(s, row, field):
+    v = R.get((s, row), {})
+    return f"{v[field]:,.1f}" if field in v else ("n/a" if not v or "error" not in v else "error")
+rows = [
+    ("per-call log_metric (client, calls/s)", "log_metric", "per_s"),
+    ("log_batch of 1000 (client, batches/s)", "log_batch", "per_s"),
+    ("create-log-terminate run (client, runs/s)", "run_lifecycle", "per_s"),
+    ("16 concurrent writers (client, calls/s)", "writers", "per_s"),
+    ("search_runs filter+order (client, median ms)", "search", "median_ms"),
+    ("log-batch ingestion (16 conns, metrics/s)", "log-batch", "metrics_per_s"),
+    ("log-metric at 64 conns (requests/s)", "log-metric", "requests_per_s"),
+]
+print(f"{'row':<46}{'keel':>14}{'mlflow':>14}{'null':>14}")
+for label, row, field in rows:
+    print(f"{label:<46}" + "".join(f"{cell(s, row, field):>14}" for s in ("keel", "mlflow", "null")))
+errs = {k: v["errors"] for k, v in R.items() if "errors" in v and v["errors"]}
+if errs: print("load generator errors:", errs)
+PYEOF

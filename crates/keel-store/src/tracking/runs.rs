@@ -1,0 +1,927 @@
+//! Runs and everything logged to them: params, metrics (history and
+//! latest values), tags, dataset inputs and model outputs.
+
+use std::collections::{BTreeMap, HashMap};
+
+use sqlx::any::AnyRow;
+
+use super::error::{TrackingError, TrackingResult};
+use super::experiments;
+use super::search::{self, Kind, Target};
+use super::util::{col, decode_token, paginate, placeholders, Bind, Sql};
+use super::{validate, KeyValue, Lifecycle, Metric, Page, ViewType};
+use crate::db::now_ms;
+use crate::Store;
+
+/// The tag MLflow keeps in sync with the run's name.
+pub const RUN_NAME_TAG: &str = "mlflow.runName";
+
+/// A run's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    /// In progress.
+    Running,
+    /// Queued.
+    Scheduled,
+    /// Done.
+    Finished,
+    /// Failed.
+    Failed,
+    /// Killed.
+    Killed,
+}
+
+impl RunStatus {
+    /// MLflow's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "RUNNING",
+            RunStatus::Scheduled => "SCHEDULED",
+            RunStatus::Finished => "FINISHED",
+            RunStatus::Failed => "FAILED",
+            RunStatus::Killed => "KILLED",
+        }
+    }
+
+    /// Parses MLflow's names or enum numbers.
+    pub fn parse(s: &str) -> TrackingResult<RunStatus> {
+        Ok(match s {
+            "RUNNING" | "1" => RunStatus::Running,
+            "SCHEDULED" | "2" => RunStatus::Scheduled,
+            "FINISHED" | "3" => RunStatus::Finished,
+            "FAILED" | "4" => RunStatus::Failed,
+            "KILLED" | "5" => RunStatus::Killed,
+            other => {
+                return Err(TrackingError::invalid(format!(
+                    "Invalid run status '{other}': expected RUNNING, SCHEDULED, FINISHED, FAILED or KILLED"
+                )))
+            }
+        })
+    }
+}
+
+/// A run's metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunInfo {
+    /// 32 hex digits.
+    pub run_id: String,
+    /// The experiment.
+    pub experiment_id: i64,
+    /// Display name.
+    pub run_name: String,
+    /// Who started it.
+    pub user_id: String,
+    /// Status.
+    pub status: RunStatus,
+    /// ms since the epoch.
+    pub start_time: i64,
+    /// ms since the epoch, once ended.
+    pub end_time: Option<i64>,
+    /// Active or deleted.
+    pub lifecycle: Lifecycle,
+}
+
+impl RunInfo {
+    /// `mlflow-artifacts:/<exp>/<run>/artifacts`.
+    pub fn artifact_uri(&self) -> String {
+        format!(
+            "mlflow-artifacts:/{}/{}/artifacts",
+            self.experiment_id, self.run_id
+        )
+    }
+}
+
+/// A dataset input of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetInput {
+    /// Dataset name.
+    pub name: String,
+    /// Dataset digest.
+    pub digest: String,
+    /// Source type (`local`, `http`, …).
+    pub source_type: String,
+    /// Source (JSON text, as sent).
+    pub source: String,
+    /// Schema (JSON text).
+    pub schema: Option<String>,
+    /// Profile (JSON text).
+    pub profile: Option<String>,
+    /// Input tags (`mlflow.data.context`, …).
+    pub tags: Vec<KeyValue>,
+}
+
+/// A run with its data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    /// Metadata.
+    pub info: RunInfo,
+    /// Latest value per metric key.
+    pub metrics: Vec<Metric>,
+    /// Params.
+    pub params: Vec<KeyValue>,
+    /// Tags.
+    pub tags: Vec<KeyValue>,
+    /// Dataset inputs.
+    pub dataset_inputs: Vec<DatasetInput>,
+    /// Model inputs (logged-model ids).
+    pub model_inputs: Vec<String>,
+    /// Model outputs (logged-model id, step).
+    pub model_outputs: Vec<(String, i64)>,
+}
+
+const ADJECTIVES: &[&str] = &[
+    "able", "bold", "brave", "bright", "calm", "clever", "crisp", "eager", "fair", "gentle",
+    "glad", "grand", "keen", "kind", "lucky", "merry", "neat", "nimble", "proud", "quick", "quiet",
+    "sharp", "silent", "smart", "steady", "swift", "tidy", "vast", "warm", "wise",
+];
+const ANIMALS: &[&str] = &[
+    "ant", "bass", "bat", "bear", "carp", "cat", "colt", "crab", "crow", "deer", "doe", "dove",
+    "duck", "eel", "elk", "finch", "fox", "frog", "gnu", "hare", "hawk", "lamb", "lark", "mole",
+    "moth", "newt", "owl", "ram", "seal", "slug", "snail", "swan", "toad", "trout", "wasp",
+    "whale", "wolf", "wren", "yak",
+];
+
+fn generate_name(run_id: &str) -> String {
+    let b = run_id.as_bytes();
+    let n = |i: usize| b.get(i).copied().unwrap_or(0) as usize;
+    format!(
+        "{}-{}-{}",
+        ADJECTIVES[(n(0) * 31 + n(1)) % ADJECTIVES.len()],
+        ANIMALS[(n(2) * 31 + n(3)) % ANIMALS.len()],
+        (n(4) * 7 + n(5) * 13 + n(6)) % 1000
+    )
+}
+
+const INFO_COLUMNS: &str =
+    "r.run_id, r.experiment_id, r.run_name, r.user_id, r.status, r.start_time, r.end_time, r.lifecycle_stage";
+
+fn info_from_row(r: &AnyRow) -> TrackingResult<RunInfo> {
+    Ok(RunInfo {
+        run_id: col(r, "run_id")?,
+        experiment_id: col(r, "experiment_id")?,
+        run_name: col(r, "run_name")?,
+        user_id: col(r, "user_id")?,
+        status: RunStatus::parse(&col::<String>(r, "status")?)?,
+        start_time: col(r, "start_time")?,
+        end_time: col(r, "end_time")?,
+        lifecycle: Lifecycle::parse(&col::<String>(r, "lifecycle_stage")?),
+    })
+}
+
+/// Creates a run in `experiment_id` (which must be active).
+pub async fn create(
+    store: &Store,
+    experiment_id: i64,
+    user_id: &str,
+    run_name: Option<&str>,
+    start_time: Option<i64>,
+    tags: &[KeyValue],
+) -> TrackingResult<Run> {
+    experiments::get_active(store, experiment_id).await?;
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let tag_name = tags
+        .iter()
+        .find(|t| t.key == RUN_NAME_TAG)
+        .map(|t| t.value.clone());
+    let name = run_name
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .or(tag_name)
+        .unwrap_or_else(|| generate_name(&run_id));
+    validate::length("run_name", &name, validate::MAX_NAME)?;
+    let mut all_tags: Vec<KeyValue> = tags
+        .iter()
+        .filter(|t| t.key != RUN_NAME_TAG)
+        .cloned()
+        .collect();
+    all_tags.push(KeyValue::new(RUN_NAME_TAG, name.clone()));
+    for t in &all_tags {
+        validate::key("tag", &t.key)?;
+    }
+    let start = start_time.unwrap_or_else(now_ms);
+    let mut tx = store
+        .db
+        .pool()
+        .begin()
+        .await
+        .map_err(TrackingError::db("creating run"))?;
+    sqlx::query(
+        "INSERT INTO runs (run_id, experiment_id, run_name, user_id, status, start_time, end_time, lifecycle_stage)
+         VALUES ($1, $2, $3, $4, 'RUNNING', $5, NULL, 'active')",
+    )
+    .bind(&run_id)
+    .bind(experiment_id)
+    .bind(&name)
+    .bind(user_id)
+    .bind(start)
+    .execute(&mut *tx)
+    .await
+    .map_err(TrackingError::db("creating run"))?;
+    for t in &all_tags {
+        sqlx::query(
+            "INSERT INTO run_tags (run_id, key, value) VALUES ($1, $2, $3)
+             ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(&run_id)
+        .bind(&t.key)
+        .bind(validate::truncate(&t.value, validate::MAX_TAG_VALUE))
+        .execute(&mut *tx)
+        .await
+        .map_err(TrackingError::db("tagging run"))?;
+    }
+    tx.commit()
+        .await
+        .map_err(TrackingError::db("creating run"))?;
+    get(store, &run_id).await
+}
+
+/// A run's info.
+pub async fn get_info(store: &Store, run_id: &str) -> TrackingResult<RunInfo> {
+    validate::id("run_id", run_id)?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {INFO_COLUMNS} FROM runs r WHERE r.run_id = $1"
+    )))
+    .bind(run_id)
+    .fetch_optional(store.db.pool())
+    .await
+    .map_err(TrackingError::db("reading run"))?
+    .ok_or_else(|| TrackingError::not_found(format!("Run with id={run_id} not found")))?;
+    info_from_row(&row)
+}
+
+async fn get_active_info(store: &Store, run_id: &str) -> TrackingResult<RunInfo> {
+    let info = get_info(store, run_id).await?;
+    if info.lifecycle != Lifecycle::Active {
+        return Err(TrackingError::invalid(format!(
+            "The run {run_id} must be in the 'active' state. Current state is deleted."
+        )));
+    }
+    Ok(info)
+}
+
+/// A run with its metrics, params, tags, inputs and outputs.
+pub async fn get(store: &Store, run_id: &str) -> TrackingResult<Run> {
+    let info = get_info(store, run_id).await?;
+    let mut runs = hydrate(store, vec![info]).await?;
+    let mut run = runs.pop().expect("one run in, one run out");
+    let rows = sqlx::query(
+        "SELECT dataset_name, dataset_digest, source_type, source, schema_json, profile, tags_json
+         FROM run_inputs WHERE run_id = $1 ORDER BY dataset_name",
+    )
+    .bind(run_id)
+    .fetch_all(store.db.pool())
+    .await
+    .map_err(TrackingError::db("reading run inputs"))?;
+    for r in &rows {
+        let tags: Vec<(String, String)> =
+            serde_json::from_str(&col::<String>(r, "tags_json")?).unwrap_or_default();
+        run.dataset_inputs.push(DatasetInput {
+            name: col(r, "dataset_name")?,
+            digest: col(r, "dataset_digest")?,
+            source_type: col(r, "source_type")?,
+            source: col(r, "source")?,
+            schema: col(r, "schema_json")?,
+            profile: col(r, "profile")?,
+            tags: tags.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect(),
+        });
+    }
+    let rows = sqlx::query(
+        "SELECT model_id, direction, step FROM run_model_io WHERE run_id = $1 ORDER BY model_id",
+    )
+    .bind(run_id)
+    .fetch_all(store.db.pool())
+    .await
+    .map_err(TrackingError::db("reading run models"))?;
+    for r in &rows {
+        let id: String = col(r, "model_id")?;
+        if col::<String>(r, "direction")? == "input" {
+            run.model_inputs.push(id);
+        } else {
+            run.model_outputs.push((id, col(r, "step")?));
+        }
+    }
+    Ok(run)
+}
+
+/// Loads metrics, params and tags for a list of runs, keeping their order.
+async fn hydrate(store: &Store, infos: Vec<RunInfo>) -> TrackingResult<Vec<Run>> {
+    let mut runs: Vec<Run> = infos
+        .into_iter()
+        .map(|info| Run {
+            info,
+            metrics: Vec::new(),
+            params: Vec::new(),
+            tags: Vec::new(),
+            dataset_inputs: Vec::new(),
+            model_inputs: Vec::new(),
+            model_outputs: Vec::new(),
+        })
+        .collect();
+    let index: HashMap<String, usize> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.info.run_id.clone(), i))
+        .collect();
+    let ids: Vec<String> = runs.iter().map(|r| r.info.run_id.clone()).collect();
+    for chunk in ids.chunks(500) {
+        let ph = placeholders(0, chunk.len());
+        for (table, kind) in [("run_params", 0), ("run_tags", 1)] {
+            let text = format!(
+                "SELECT run_id, key, value FROM {table} WHERE run_id IN ({ph}) ORDER BY key"
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(text));
+            for id in chunk {
+                q = q.bind(id.clone());
+            }
+            for r in q
+                .fetch_all(store.db.pool())
+                .await
+                .map_err(TrackingError::db("reading run data"))?
+            {
+                let i = index[&col::<String>(&r, "run_id")?];
+                let kv = KeyValue::new(col::<String>(&r, "key")?, col::<String>(&r, "value")?);
+                if kind == 0 {
+                    runs[i].params.push(kv);
+                } else {
+                    runs[i].tags.push(kv);
+                }
+            }
+        }
+        let text = format!(
+            "SELECT run_id, key, value, is_nan, timestamp, step FROM latest_metrics WHERE run_id IN ({ph}) ORDER BY key"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(text));
+        for id in chunk {
+            q = q.bind(id.clone());
+        }
+        for r in q
+            .fetch_all(store.db.pool())
+            .await
+            .map_err(TrackingError::db("reading run metrics"))?
+        {
+            let i = index[&col::<String>(&r, "run_id")?];
+            runs[i].metrics.push(metric_from_row(&r, false)?);
+        }
+    }
+    Ok(runs)
+}
+
+fn metric_from_row(r: &AnyRow, extra: bool) -> TrackingResult<Metric> {
+    let is_nan: i64 = col(r, "is_nan")?;
+    let value: f64 = col(r, "value")?;
+    Ok(Metric {
+        key: col(r, "key")?,
+        value: if is_nan != 0 { f64::NAN } else { value },
+        timestamp: col(r, "timestamp")?,
+        step: col(r, "step")?,
+        model_id: if extra { col(r, "model_id")? } else { None },
+        dataset_name: if extra { col(r, "dataset_name")? } else { None },
+        dataset_digest: if extra {
+            col(r, "dataset_digest")?
+        } else {
+            None
+        },
+    })
+}
+
+/// Updates status, end time and/or name; returns the new info.
+pub async fn update(
+    store: &Store,
+    run_id: &str,
+    status: Option<RunStatus>,
+    end_time: Option<i64>,
+    run_name: Option<&str>,
+) -> TrackingResult<RunInfo> {
+    let info = get_active_info(store, run_id).await?;
+    let mut tx = store
+        .db
+        .pool()
+        .begin()
+        .await
+        .map_err(TrackingError::db("updating run"))?;
+    sqlx::query("UPDATE runs SET status = $1, end_time = $2, run_name = $3 WHERE run_id = $4")
+        .bind(status.unwrap_or(info.status).as_str())
+        .bind(end_time.or(info.end_time))
+        .bind(run_name.filter(|n| !n.is_empty()).unwrap_or(&info.run_name))
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(TrackingError::db("updating run"))?;
+    if let Some(name) = run_name.filter(|n| !n.is_empty()) {
+        validate::length("run_name", name, validate::MAX_NAME)?;
+        sqlx::query(
+            "INSERT INTO run_tags (run_id, key, value) VALUES ($1, $2, $3)
+             ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(run_id)
+        .bind(RUN_NAME_TAG)
+        .bind(name)
+        .execute(&mut *tx)
+        .await
+        .map_err(TrackingError::db("updating run"))?;
+    }
+    tx.commit()
+        .await
+        .map_err(TrackingError::db("updating run"))?;
+    get_info(store, run_id).await
+}
+
+/// Soft-deletes or restores a run.
+pub async fn set_lifecycle(store: &Store, run_id: &str, to: Lifecycle) -> TrackingResult<()> {
+    let info = get_info(store, run_id).await?;
+    if to == Lifecycle::Active {
+        experiments::get_active(store, info.experiment_id).await?;
+    }
+    sqlx::query("UPDATE runs SET lifecycle_stage = $1, deleted_time = $2 WHERE run_id = $3")
+        .bind(to.as_str())
+        .bind((to == Lifecycle::Deleted).then(now_ms))
+        .bind(run_id)
+        .execute(store.db.pool())
+        .await
+        .map_err(TrackingError::db("deleting run"))?;
+    Ok(())
+}
+
+/// Logs metrics, params and tags to a run in one transaction: the
+/// primitive under every `log-*` call.
+///
+/// Exact duplicate metric points (a retried request) are ignored. A param
+/// may be re-logged with the same value; a different value is refused and
+/// nothing of the batch is written.
+pub async fn log_batch(
+    store: &Store,
+    run_id: &str,
+    metrics: &[Metric],
+    params: &[KeyValue],
+    tags: &[KeyValue],
+) -> TrackingResult<()> {
+    if metrics.len() > validate::MAX_BATCH_METRICS {
+        return Err(TrackingError::invalid(format!(
+            "A batch logging request can contain at most {} metrics. Got {} metrics. Please split up metrics \
+             across multiple requests and try again.",
+            validate::MAX_BATCH_METRICS,
+            metrics.len()
+        )));
+    }
+    if params.len() > validate::MAX_BATCH_PARAMS {
+        return Err(TrackingError::invalid(format!(
+            "A batch logging request can contain at most {} params. Got {} params. Please split up params \
+             across multiple requests and try again.",
+            validate::MAX_BATCH_PARAMS,
+            params.len()
+        )));
+    }
+    if tags.len() > validate::MAX_BATCH_TAGS {
+        return Err(TrackingError::invalid(format!(
+            "A batch logging request can contain at most {} tags. Got {} tags. Please split up tags \
+             across multiple requests and try again.",
+            validate::MAX_BATCH_TAGS,
+            tags.len()
+        )));
+    }
+    for m in metrics {
+        validate::key("metric", &m.key)?;
+        if m.timestamp < 0 {
+            return Err(TrackingError::invalid(format!(
+                "Metric '{}' has an invalid timestamp {}: it must be a non-negative integer",
+                m.key, m.timestamp
+            )));
+        }
+    }
+    let mut seen: HashMap<&str, &str> = HashMap::new();
+    for p in params {
+        validate::key("param", &p.key)?;
+        if let Some(prev) = seen.insert(&p.key, &p.value) {
+            if prev != p.value {
+                return Err(TrackingError::invalid(format!(
+                    "Duplicate parameter keys have been submitted: '{}' with values '{prev}' and '{}'",
+                    p.key, p.value
+                )));
+            }
+        }
+    }
+    for t in tags {
+        validate::key("tag", &t.key)?;
+    }
+    let info = get_active_info(store, run_id).await?;
+    let params: Vec<KeyValue> = params
+        .iter()
+        .map(|p| {
+            KeyValue::new(
+                p.key.clone(),
+                validate::truncate(&p.value, validate::MAX_PARAM_VALUE),
+            )
+        })
+        .collect();
+
+    let mut tx = store
+        .db
+        .pool()
+        .begin()
+        .await
+        .map_err(TrackingError::db("logging to run"))?;
+    // Writes come before reads, so SQLite takes its write lock up front.
+    for chunk in metrics.chunks(400) {
+        let mut sql = Sql::new(
+            "INSERT INTO run_metrics (run_id, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest) VALUES ",
+        );
+        let mut rows = Vec::with_capacity(chunk.len());
+        for m in chunk {
+            let (value, is_nan) = if m.value.is_nan() {
+                (0.0, 1)
+            } else {
+                (m.value, 0)
+            };
+            let ps = [
+                sql.bind(Bind::Text(run_id.to_string())),
+                sql.bind(Bind::Text(m.key.clone())),
+                sql.bind(Bind::F64(value)),
+                sql.bind(Bind::I64(is_nan)),
+                sql.bind(Bind::I64(m.timestamp)),
+                sql.bind(Bind::I64(m.step)),
+                sql.bind(Bind::OptText(m.model_id.clone().filter(|s| !s.is_empty()))),
+                sql.bind(Bind::OptText(
+                    m.dataset_name.clone().filter(|s| !s.is_empty()),
+                )),
+                sql.bind(Bind::OptText(
+                    m.dataset_digest.clone().filter(|s| !s.is_empty()),
+                )),
+            ];
+            rows.push(format!("({})", ps.join(", ")));
+        }
+        sql.push(&rows.join(", "));
+        sql.push(" ON CONFLICT DO NOTHING");
+        sql.query()
+            .execute(&mut *tx)
+            .await
+            .map_err(TrackingError::db("logging metrics"))?;
+    }
+    // The latest value per key: max by (step, timestamp, value).
+    let mut latest: BTreeMap<&str, &Metric> = BTreeMap::new();
+    for m in metrics {
+        let better = match latest.get(m.key.as_str()) {
+            None => true,
+            Some(cur) => {
+                (m.step, m.timestamp, nan_low(m.value))
+                    > (cur.step, cur.timestamp, nan_low(cur.value))
+            }
+        };
+        if better {
+            latest.insert(&m.key, m);
+        }
+    }
+    for m in latest.values() {
+        let (value, is_nan) = if m.value.is_nan() {
+            (0.0, 1i64)
+        } else {
+            (m.value, 0)
+        };
+        sqlx::query(
+            "INSERT INTO latest_metrics (run_id, key, value, is_nan, timestamp, step) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan,
+                 timestamp = excluded.timestamp, step = excluded.step
+             WHERE excluded.step > latest_metrics.step
+                OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp)
+                OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp
+                    AND excluded.value > latest_metrics.value)",
+        )
+        .bind(run_id)
+        .bind(&m.key)
+        .bind(value)
+        .bind(is_nan)
+        .bind(m.timestamp)
+        .bind(m.step)
+        .execute(&mut *tx)
+        .await
+        .map_err(TrackingError::db("logging metrics"))?;
+    }
+    for chunk in params.chunks(100) {
+        let mut sql = Sql::new("INSERT INTO run_params (run_id, key, value) VALUES ");
+        let mut rows = Vec::new();
+        for p in chunk {
+            let a = sql.bind(Bind::Text(run_id.to_string()));
+            let b = sql.bind(Bind::Text(p.key.clone()));
+            let c = sql.bind(Bind::Text(p.value.clone()));
+            rows.push(format!("({a}, {b}, {c})"));
+        }
+        sql.push(&rows.join(", "));
+        sql.push(" ON CONFLICT (run_id, key) DO NOTHING");
+        sql.query()
+            .execute(&mut *tx)
+            .await
+            .map_err(TrackingError::db("logging params"))?;
+        let mut check = Sql::new("");
+        let r = check.bind(Bind::Text(run_id.to_string()));
+        let keys: Vec<String> = chunk
+            .iter()
+            .map(|p| check.bind(Bind::Text(p.key.clone())))
+            .collect();
+        check.text = format!(
+            "SELECT key, value FROM run_params WHERE run_id = {r} AND key IN ({})",
+            keys.join(", ")
+        );
+        for row in check
+            .query()
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(TrackingError::db("logging params"))?
+        {
+            let key: String = col(&row, "key")?;
+            let stored: String = col(&row, "value")?;
+            let wanted = chunk
+                .iter()
+                .find(|p| p.key == key)
+                .map(|p| p.value.as_str())
+                .unwrap_or_default();
+            if stored != wanted {
+                return Err(TrackingError::invalid(format!(
+                    "Changing param values is not allowed. Param with key='{key}' was already logged with \
+                     value='{stored}' for run ID='{run_id}'. Attempted logging new value '{wanted}'."
+                )));
+            }
+        }
+    }
+    for t in tags {
+        let value = validate::truncate(&t.value, validate::MAX_TAG_VALUE);
+        sqlx::query(
+            "INSERT INTO run_tags (run_id, key, value) VALUES ($1, $2, $3)
+             ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(run_id)
+        .bind(&t.key)
+        .bind(&value)
+        .execute(&mut *tx)
+        .await
+        .map_err(TrackingError::db("setting tags"))?;
+        if t.key == RUN_NAME_TAG {
+            sqlx::query("UPDATE runs SET run_name = $1 WHERE run_id = $2")
+                .bind(&value)
+                .bind(&info.run_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(TrackingError::db("renaming run"))?;
+        }
+    }
+    tx.commit()
+        .await
+        .map_err(TrackingError::db("logging to run"))
+}
+
+fn nan_low(v: f64) -> f64 {
+    if v.is_nan() {
+        f64::NEG_INFINITY
+    } else {
+        v
+    }
+}
+
+/// Deletes a run tag.
+pub async fn delete_tag(store: &Store, run_id: &str, key: &str) -> TrackingResult<()> {
+    get_active_info(store, run_id).await?;
+    let n = sqlx::query("DELETE FROM run_tags WHERE run_id = $1 AND key = $2")
+        .bind(run_id)
+        .bind(key)
+        .execute(store.db.pool())
+        .await
+        .map_err(TrackingError::db("deleting tag"))?
+        .rows_affected();
+    if n == 0 {
+        return Err(TrackingError::not_found(format!(
+            "No tag with name: {key} in run with id {run_id}"
+        )));
+    }
+    Ok(())
+}
+
+/// A page of a metric's history, ordered by (step, timestamp).
+pub async fn metric_history(
+    store: &Store,
+    run_id: &str,
+    key: &str,
+    max_results: Option<i64>,
+    page_token: Option<&str>,
+) -> TrackingResult<Page<Metric>> {
+    get_info(store, run_id).await?;
+    let limit = max_results.unwrap_or(25_000);
+    if !(1..=25_000).contains(&limit) {
+        return Err(TrackingError::invalid(format!(
+            "Invalid value {limit} for parameter 'max_results': it must be between 1 and 25000"
+        )));
+    }
+    let offset = decode_token(page_token)?;
+    let rows = sqlx::query(
+        "SELECT key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest FROM run_metrics
+         WHERE run_id = $1 AND key = $2 ORDER BY step, timestamp, value LIMIT $3 OFFSET $4",
+    )
+    .bind(run_id)
+    .bind(key)
+    .bind(limit + 1)
+    .bind(offset)
+    .fetch_all(store.db.pool())
+    .await
+    .map_err(TrackingError::db("reading metric history"))?;
+    let items = rows
+        .iter()
+        .map(|r| metric_from_row(r, true))
+        .collect::<TrackingResult<Vec<_>>>()?;
+    Ok(paginate(items, offset, limit))
+}
+
+/// Records dataset inputs and model inputs of a run.
+pub async fn log_inputs(
+    store: &Store,
+    run_id: &str,
+    datasets: &[DatasetInput],
+    models: &[String],
+) -> TrackingResult<()> {
+    for d in datasets {
+        validate::length("dataset name", &d.name, 500)?;
+        validate::length("dataset digest", &d.digest, 36)?;
+        validate::length("dataset source", &d.source, 65_535)?;
+        validate::length("dataset schema", d.schema.as_deref().unwrap_or(""), 1 << 20)?;
+        validate::length(
+            "dataset profile",
+            d.profile.as_deref().unwrap_or(""),
+            16 << 20,
+        )?;
+        for t in &d.tags {
+            validate::length("input tag key", &t.key, 255)?;
+            validate::length("input tag value", &t.value, 500)?;
+        }
+    }
+    for m in models {
+        validate::id("model_id", m)?;
+    }
+    get_active_info(store, run_id).await?;
+    let mut tx = store
+        .db
+        .pool()
+        .begin()
+        .await
+        .map_err(TrackingError::db("logging inputs"))?;
+    for d in datasets {
+        let context = d
+            .tags
+            .iter()
+            .find(|t| t.key == "mlflow.data.context")
+            .map(|t| t.value.clone());
+        let tags: Vec<(&str, &str)> = d
+            .tags
+            .iter()
+            .map(|t| (t.key.as_str(), t.value.as_str()))
+            .collect();
+        sqlx::query(
+            "INSERT INTO run_inputs (run_id, dataset_name, dataset_digest, source_type, source, schema_json, profile, context, tags_json)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (run_id, dataset_name, dataset_digest) DO UPDATE SET context = excluded.context, tags_json = excluded.tags_json",
+        )
+        .bind(run_id)
+        .bind(&d.name)
+        .bind(&d.digest)
+        .bind(&d.source_type)
+        .bind(&d.source)
+        .bind(d.schema.clone())
+        .bind(d.profile.clone())
+        .bind(context)
+        .bind(serde_json::to_string(&tags).unwrap_or_default())
+        .execute(&mut *tx)
+        .await
+        .map_err(TrackingError::db("logging inputs"))?;
+    }
+    for m in models {
+        sqlx::query(
+            "INSERT INTO run_model_io (run_id, model_id, direction, step) VALUES ($1, $2, 'input', 0)
+             ON CONFLICT (run_id, model_id, direction) DO NOTHING",
+        )
+        .bind(run_id)
+        .bind(m)
+        .execute(&mut *tx)
+        .await
+        .map_err(TrackingError::db("logging inputs"))?;
+    }
+    tx.commit()
+        .await
+        .map_err(TrackingError::db("logging inputs"))
+}
+
+/// Records the logged models a run produced (`runs/outputs`).
+pub async fn log_outputs(
+    store: &Store,
+    run_id: &str,
+    models: &[(String, i64)],
+) -> TrackingResult<()> {
+    for (m, _) in models {
+        validate::id("model_id", m)?;
+    }
+    get_active_info(store, run_id).await?;
+    let mut tx = store
+        .db
+        .pool()
+        .begin()
+        .await
+        .map_err(TrackingError::db("logging outputs"))?;
+    for (m, step) in models {
+        sqlx::query(
+            "INSERT INTO run_model_io (run_id, model_id, direction, step) VALUES ($1, $2, 'output', $3)
+             ON CONFLICT (run_id, model_id, direction) DO UPDATE SET step = excluded.step",
+        )
+        .bind(run_id)
+        .bind(m)
+        .bind(*step)
+        .execute(&mut *tx)
+        .await
+        .map_err(TrackingError::db("logging outputs"))?;
+    }
+    tx.commit()
+        .await
+        .map_err(TrackingError::db("logging outputs"))
+}
+
+const TARGET: Target = Target {
+    what: "runs",
+    attributes: &[
+        ("run_id", "r.run_id", Kind::Text),
+        ("run_name", "r.run_name", Kind::Text),
+        ("run name", "r.run_name", Kind::Text),
+        ("status", "r.status", Kind::Text),
+        ("user_id", "r.user_id", Kind::Text),
+        (
+            "artifact_uri",
+            "('mlflow-artifacts:/' || CAST(r.experiment_id AS TEXT) || '/' || r.run_id || '/artifacts')",
+            Kind::Text,
+        ),
+        ("start_time", "r.start_time", Kind::Number),
+        ("end_time", "r.end_time", Kind::Number),
+        ("created", "r.start_time", Kind::Number),
+    ],
+    tags: Some(("run_tags", "run_id", "r.run_id")),
+    params: Some(("run_params", "run_id", "r.run_id")),
+    metrics: Some(("latest_metrics", "run_id", "r.run_id")),
+    datasets: Some(("run_inputs", "run_id", "r.run_id")),
+    ne_matches_missing: false,
+};
+
+/// The most runs one search page may return.
+pub const MAX_SEARCH_RESULTS: i64 = 50_000;
+
+/// Searches runs in `experiment_ids` with MLflow's filter and order-by grammar.
+pub async fn search(
+    store: &Store,
+    experiment_ids: &[i64],
+    filter: &str,
+    view: ViewType,
+    max_results: i64,
+    order_by: &[String],
+    page_token: Option<&str>,
+) -> TrackingResult<Page<Run>> {
+    if !(1..=MAX_SEARCH_RESULTS).contains(&max_results) {
+        return Err(TrackingError::invalid(format!(
+            "Invalid value {max_results} for parameter 'max_results' supplied. It must be at most {MAX_SEARCH_RESULTS}"
+        )));
+    }
+    let offset = decode_token(page_token)?;
+    let f = search::parse_filter(filter)?;
+    let orders = search::parse_order_bys(order_by)?;
+    if experiment_ids.is_empty() {
+        return Ok(Page {
+            items: Vec::new(),
+            next_page_token: None,
+        });
+    }
+    let mut sql = Sql::new("");
+    let exps: Vec<String> = experiment_ids
+        .iter()
+        .map(|e| sql.bind(Bind::I64(*e)))
+        .collect();
+    let cond = search::compile_filter(&mut sql, store.db.backend(), &TARGET, &f)?;
+    let mut order = search::compile_order(&mut sql, &TARGET, &orders)?;
+    let has_start = orders.iter().any(
+        |o| matches!(&o.key, search::Key::Attribute(a) if a == "start_time" || a == "created"),
+    );
+    if !has_start {
+        order.push("r.start_time DESC".into());
+    }
+    order.push("r.run_id ASC".into());
+    let lim = sql.bind(Bind::I64(max_results + 1));
+    let off = sql.bind(Bind::I64(offset));
+    sql.text = format!(
+        "SELECT {INFO_COLUMNS} FROM runs r WHERE r.experiment_id IN ({}) AND {} AND {cond} ORDER BY {} LIMIT {lim} OFFSET {off}",
+        exps.join(", "),
+        view.sql("r.lifecycle_stage"),
+        order.join(", ")
+    );
+    let rows = sql
+        .query()
+        .fetch_all(store.db.pool())
+        .await
+        .map_err(TrackingError::db("searching runs"))?;
+    let infos = rows
+        .iter()
+        .map(info_from_row)
+        .collect::<TrackingResult<Vec<_>>>()?;
+    let page = paginate(infos, offset, max_results);
+    Ok(Page {
+        items: hydrate(store, page.items).await?,
+        next_page_token: page.next_page_token,
+    })
+}

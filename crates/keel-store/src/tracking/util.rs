@@ -1,0 +1,138 @@
+//! SQL helpers shared by tracking and registry: typed binds collected while
+//! building a query (values are never spliced into SQL text), row getters
+//! and opaque page tokens.
+
+use base64::Engine;
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, Row};
+
+use super::error::{TrackingError, TrackingResult};
+
+/// A value bound to a `$n` placeholder.
+#[derive(Debug, Clone)]
+pub(crate) enum Bind {
+    Text(String),
+    OptText(Option<String>),
+    I64(i64),
+    F64(f64),
+}
+
+/// SQL text plus its binds, built together so that `$n` always matches.
+#[derive(Debug, Default)]
+pub(crate) struct Sql {
+    pub text: String,
+    pub binds: Vec<Bind>,
+}
+
+impl Sql {
+    pub fn new(text: &str) -> Sql {
+        Sql {
+            text: text.to_string(),
+            binds: Vec::new(),
+        }
+    }
+
+    /// Adds a bind and returns its placeholder.
+    pub fn bind(&mut self, b: Bind) -> String {
+        self.binds.push(b);
+        format!("${}", self.binds.len())
+    }
+
+    pub fn push(&mut self, s: &str) {
+        self.text.push_str(s);
+    }
+
+    pub fn query(&self) -> Query<'_, Any, AnyArguments> {
+        bind_all(
+            sqlx::query(sqlx::AssertSqlSafe(self.text.as_str())),
+            &self.binds,
+        )
+    }
+}
+
+pub(crate) fn bind_all<'q>(
+    mut q: Query<'q, Any, AnyArguments>,
+    binds: &[Bind],
+) -> Query<'q, Any, AnyArguments> {
+    for b in binds {
+        q = match b {
+            Bind::Text(s) => q.bind(s.clone()),
+            Bind::OptText(s) => q.bind(s.clone()),
+            Bind::I64(v) => q.bind(*v),
+            Bind::F64(v) => q.bind(*v),
+        };
+    }
+    q
+}
+
+pub(crate) fn col<'r, T>(row: &'r AnyRow, name: &str) -> TrackingResult<T>
+where
+    T: sqlx::Decode<'r, Any> + sqlx::Type<Any>,
+{
+    row.try_get(name).map_err(|source| {
+        TrackingError::Store(crate::StoreError::Db {
+            context: format!("reading column {name}"),
+            source,
+        })
+    })
+}
+
+/// Placeholders `$a, $a+1, …` for `n` values starting after `start` binds.
+pub(crate) fn placeholders(start: usize, n: usize) -> String {
+    (start + 1..=start + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// An opaque page token: base64 of `{"offset": N}`, as MLflow's own.
+pub(crate) fn encode_token(offset: i64) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("{{\"offset\": {offset}}}"))
+}
+
+pub(crate) fn decode_token(token: Option<&str>) -> TrackingResult<i64> {
+    let Some(token) = token.filter(|t| !t.is_empty()) else {
+        return Ok(0);
+    };
+    let bad = || {
+        TrackingError::invalid(format!(
+            "Invalid page token, could not base64-decode: {token:?}"
+        ))
+    };
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .map_err(|_| bad())?;
+    let v: serde_json::Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    let offset = v
+        .get("offset")
+        .and_then(serde_json::Value::as_i64)
+        .ok_or_else(bad)?;
+    if offset < 0 {
+        return Err(bad());
+    }
+    Ok(offset)
+}
+
+/// Turns a fetched `limit + 1` rows into a page.
+pub(crate) fn paginate<T>(mut items: Vec<T>, offset: i64, limit: i64) -> super::Page<T> {
+    let more = items.len() as i64 > limit;
+    items.truncate(limit as usize);
+    super::Page {
+        next_page_token: more.then(|| encode_token(offset + limit)),
+        items,
+    }
+}
+
+/// Whether a DB error is a unique/primary-key violation.
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            d.is_unique_violation()
+                || d.code()
+                    .is_some_and(|c| c == "23505" || c == "1555" || c == "2067")
+                || d.message().contains("UNIQUE constraint failed")
+        }
+        _ => false,
+    }
+}
