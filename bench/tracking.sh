@@ -21,18 +21,23 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$DIR"; }
 trap cleanup EXIT
 
-cargo build --release -q -p keel-cli
-cargo build --release -q -p keel-server --example loadgen
-KEEL="$T/release/keel"
-LOADGEN="$T/release/examples/loadgen"
+# keel's server code and the load generator, optimised. Dependencies are
+# already built with opt-level 2 in the dev profile, so this avoids a full
+# release build of the workspace; `examples/serve.rs` runs the same
+# `keel_server::spawn` as `keel server`.
+OPT=(--config 'profile.dev.package.keel-server.opt-level=3' --config 'profile.dev.package.keel-store.opt-level=3'
+     --config 'profile.dev.package.keel-core.opt-level=3')
+cargo build -q -p keel-server --example serve --example loadgen "${OPT[@]}"
+SERVE="$T/debug/examples/serve"
+LOADGEN="$T/debug/examples/loadgen"
 
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_up() { for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$1/health" >/dev/null 2>&1 && return 0; sleep 0.2; done; echo "server on $1 did not start" >&2; exit 1; }
 
 # keel
-mkdir -p "$DIR/keel" && (cd "$DIR/keel" && "$OLDPWD/$KEEL" init >/dev/null)
+mkdir -p "$DIR/keel"
 KP=$(free_port)
-(cd "$DIR/keel" && exec "$OLDPWD/$KEEL" server --port "$KP") 2>"$DIR/keel.log" &
+"$SERVE" "$DIR/keel" "$KP" 2>"$DIR/keel.log" &
 PIDS+=($!)
 # mlflow server (SQLite, artifact proxy)
 MP=$(free_port)

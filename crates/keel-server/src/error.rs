@@ -72,6 +72,15 @@ impl ApiError {
         }
     }
 
+    /// `INTERNAL_ERROR` (500): never for bad input.
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "INTERNAL_ERROR",
+            message: message.into(),
+        }
+    }
+
     /// A missing required field.
     pub fn missing(field: &str) -> ApiError {
         ApiError::invalid(format!("Missing value for required parameter '{field}'."))

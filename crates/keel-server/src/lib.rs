@@ -57,18 +57,73 @@ pub struct AppState {
     /// Where uploads are spooled before they enter the object store.
     pub tmp_dir: PathBuf,
     tokens: Arc<auth::TokenCache>,
+    writer: tokio::sync::mpsc::Sender<WriteJob>,
+}
+
+type WriteJob = (
+    keel_store::tracking::runs::Batch,
+    tokio::sync::oneshot::Sender<keel_store::tracking::TrackingResult<()>>,
+);
+
+/// The most metric points one group commit carries.
+const GROUP_METRICS: usize = 20_000;
+
+/// Group commit: one task drains every pending log-* request into one
+/// transaction (`runs::log_batches`), so concurrent clients share an fsync.
+fn start_writer(store: Store) -> tokio::sync::mpsc::Sender<WriteJob> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<WriteJob>(4096);
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let mut points = first.0.metrics.len();
+            let mut jobs = vec![first];
+            while points < GROUP_METRICS && jobs.len() < 512 {
+                match rx.try_recv() {
+                    Ok(j) => {
+                        points += j.0.metrics.len();
+                        jobs.push(j);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let (batches, replies): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
+            let results = keel_store::tracking::runs::log_batches(&store, &batches).await;
+            for (reply, r) in replies.into_iter().zip(results) {
+                let _ = reply.send(r);
+            }
+        }
+    });
+    tx
 }
 
 impl AppState {
-    /// State for `store` with `config`; creates the upload spool directory.
+    /// Logs a batch through the group-commit writer.
+    pub(crate) async fn log(
+        &self,
+        batch: keel_store::tracking::runs::Batch,
+    ) -> error::ApiResult<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.writer
+            .send((batch, tx))
+            .await
+            .map_err(|_| ApiError::internal("the metrics writer stopped"))?;
+        rx.await
+            .map_err(|_| ApiError::internal("the metrics writer stopped"))??;
+        Ok(())
+    }
+}
+
+impl AppState {
+    /// State for `store` with `config`; creates the upload spool directory
+    /// and starts the group-commit writer (call inside a tokio runtime).
     pub fn new(store: Store, config: Config) -> std::io::Result<AppState> {
         let tmp_dir = store.project.keel_dir().join("tmp").join("server-uploads");
         std::fs::create_dir_all(&tmp_dir)?;
         Ok(AppState {
-            store,
             config: Arc::new(config),
             tmp_dir,
             tokens: Arc::new(auth::TokenCache::default()),
+            writer: start_writer(store.clone()),
+            store,
         })
     }
 }

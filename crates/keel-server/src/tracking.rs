@@ -170,19 +170,37 @@ pub async fn search_runs(State(s): State<AppState>, r: Req) -> J {
 
 pub async fn log_metric(State(s): State<AppState>, r: Req) -> J {
     let m = r.metric()?;
-    runs::log_batch(&s.store, &r.run_id()?, &[m], &[], &[]).await?;
+    s.log(runs::Batch {
+        run_id: r.run_id()?,
+        metrics: vec![m],
+        params: vec![],
+        tags: vec![],
+    })
+    .await?;
     ok()
 }
 
 pub async fn log_param(State(s): State<AppState>, r: Req) -> J {
     let p = KeyValue::new(r.need("key")?, r.str("value").unwrap_or_default());
-    runs::log_batch(&s.store, &r.run_id()?, &[], &[p], &[]).await?;
+    s.log(runs::Batch {
+        run_id: r.run_id()?,
+        metrics: vec![],
+        params: vec![p],
+        tags: vec![],
+    })
+    .await?;
     ok()
 }
 
 pub async fn set_tag(State(s): State<AppState>, r: Req) -> J {
     let t = KeyValue::new(r.need("key")?, r.str("value").unwrap_or_default());
-    runs::log_batch(&s.store, &r.run_id()?, &[], &[], &[t]).await?;
+    s.log(runs::Batch {
+        run_id: r.run_id()?,
+        metrics: vec![],
+        params: vec![],
+        tags: vec![t],
+    })
+    .await?;
     ok()
 }
 
@@ -197,14 +215,13 @@ pub async fn log_batch(State(s): State<AppState>, r: Req) -> J {
         .iter()
         .map(Req::metric)
         .collect::<ApiResult<Vec<_>>>()?;
-    runs::log_batch(
-        &s.store,
-        &r.run_id()?,
-        &metrics,
-        &r.key_values("params")?,
-        &r.key_values("tags")?,
-    )
-    .await?;
+    let batch = runs::Batch {
+        run_id: r.run_id()?,
+        metrics,
+        params: r.key_values("params")?,
+        tags: r.key_values("tags")?,
+    };
+    s.log(batch).await?;
     ok()
 }
 

@@ -442,19 +442,26 @@ pub async fn set_lifecycle(store: &Store, run_id: &str, to: Lifecycle) -> Tracki
     Ok(())
 }
 
-/// Logs metrics, params and tags to a run in one transaction: the
-/// primitive under every `log-*` call.
-///
-/// Exact duplicate metric points (a retried request) are ignored. A param
-/// may be re-logged with the same value; a different value is refused and
-/// nothing of the batch is written.
-pub async fn log_batch(
-    store: &Store,
-    run_id: &str,
+/// One `log-batch` worth of data for a run.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// The run.
+    pub run_id: String,
+    /// Metric points.
+    pub metrics: Vec<Metric>,
+    /// Params.
+    pub params: Vec<KeyValue>,
+    /// Tags.
+    pub tags: Vec<KeyValue>,
+}
+
+/// Validates a batch (limits, keys, duplicate params); returns the params
+/// with over-long values truncated.
+fn check_batch(
     metrics: &[Metric],
     params: &[KeyValue],
     tags: &[KeyValue],
-) -> TrackingResult<()> {
+) -> TrackingResult<Vec<KeyValue>> {
     if metrics.len() > validate::MAX_BATCH_METRICS {
         return Err(TrackingError::invalid(format!(
             "A batch logging request can contain at most {} metrics. Got {} metrics. Please split up metrics \
@@ -503,8 +510,7 @@ pub async fn log_batch(
     for t in tags {
         validate::key("tag", &t.key)?;
     }
-    let info = get_active_info(store, run_id).await?;
-    let params: Vec<KeyValue> = params
+    Ok(params
         .iter()
         .map(|p| {
             KeyValue::new(
@@ -512,14 +518,17 @@ pub async fn log_batch(
                 validate::truncate(&p.value, validate::MAX_PARAM_VALUE),
             )
         })
-        .collect();
+        .collect())
+}
 
-    let mut tx = store
-        .db
-        .pool()
-        .begin()
-        .await
-        .map_err(TrackingError::db("logging to run"))?;
+/// Writes a validated batch on `conn` (inside the caller's transaction).
+async fn apply_batch(
+    conn: &mut sqlx::AnyConnection,
+    run_id: &str,
+    metrics: &[Metric],
+    params: &[KeyValue],
+    tags: &[KeyValue],
+) -> TrackingResult<()> {
     // Writes come before reads, so SQLite takes its write lock up front.
     for chunk in metrics.chunks(400) {
         let mut sql = Sql::new(
@@ -552,7 +561,7 @@ pub async fn log_batch(
         sql.push(&rows.join(", "));
         sql.push(" ON CONFLICT DO NOTHING");
         sql.query()
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await
             .map_err(TrackingError::db("logging metrics"))?;
     }
@@ -591,7 +600,7 @@ pub async fn log_batch(
         .bind(is_nan)
         .bind(m.timestamp)
         .bind(m.step)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await
         .map_err(TrackingError::db("logging metrics"))?;
     }
@@ -607,7 +616,7 @@ pub async fn log_batch(
         sql.push(&rows.join(", "));
         sql.push(" ON CONFLICT (run_id, key) DO NOTHING");
         sql.query()
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await
             .map_err(TrackingError::db("logging params"))?;
         let mut check = Sql::new("");
@@ -622,7 +631,7 @@ pub async fn log_batch(
         );
         for row in check
             .query()
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut *conn)
             .await
             .map_err(TrackingError::db("logging params"))?
         {
@@ -650,21 +659,121 @@ pub async fn log_batch(
         .bind(run_id)
         .bind(&t.key)
         .bind(&value)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await
         .map_err(TrackingError::db("setting tags"))?;
         if t.key == RUN_NAME_TAG {
             sqlx::query("UPDATE runs SET run_name = $1 WHERE run_id = $2")
                 .bind(&value)
-                .bind(&info.run_id)
-                .execute(&mut *tx)
+                .bind(run_id)
+                .execute(&mut *conn)
                 .await
                 .map_err(TrackingError::db("renaming run"))?;
         }
     }
+    Ok(())
+}
+
+/// Logs metrics, params and tags to a run in one transaction: the
+/// primitive under every `log-*` call.
+///
+/// Exact duplicate metric points (a retried request) are ignored. A param
+/// may be re-logged with the same value; a different value is refused and
+/// nothing of the batch is written.
+pub async fn log_batch(
+    store: &Store,
+    run_id: &str,
+    metrics: &[Metric],
+    params: &[KeyValue],
+    tags: &[KeyValue],
+) -> TrackingResult<()> {
+    let params = check_batch(metrics, params, tags)?;
+    get_active_info(store, run_id).await?;
+    let mut tx = store
+        .db
+        .pool()
+        .begin()
+        .await
+        .map_err(TrackingError::db("logging to run"))?;
+    apply_batch(&mut tx, run_id, metrics, &params, tags).await?;
     tx.commit()
         .await
         .map_err(TrackingError::db("logging to run"))
+}
+
+/// Applies many batches in one transaction (group commit: one fsync for
+/// all of them), each under its own savepoint, so one bad batch (a changed
+/// param, a deleted run) fails alone. Results are in input order.
+pub async fn log_batches(store: &Store, batches: &[Batch]) -> Vec<TrackingResult<()>> {
+    let mut results: Vec<TrackingResult<()>> = Vec::with_capacity(batches.len());
+    let mut checked = Vec::with_capacity(batches.len());
+    let mut active: HashMap<&str, bool> = HashMap::new();
+    for b in batches {
+        let params = match check_batch(&b.metrics, &b.params, &b.tags) {
+            Ok(p) => p,
+            Err(e) => {
+                results.push(Err(e));
+                checked.push(None);
+                continue;
+            }
+        };
+        if !active.contains_key(b.run_id.as_str()) {
+            match get_active_info(store, &b.run_id).await {
+                Ok(_) => {
+                    active.insert(&b.run_id, true);
+                }
+                Err(e) => {
+                    results.push(Err(e));
+                    checked.push(None);
+                    continue;
+                }
+            }
+        }
+        results.push(Ok(()));
+        checked.push(Some(params));
+    }
+    if checked.iter().all(Option::is_none) {
+        return results;
+    }
+    let outcome: TrackingResult<()> = async {
+        let mut tx = store
+            .db
+            .pool()
+            .begin()
+            .await
+            .map_err(TrackingError::db("logging to runs"))?;
+        for (i, b) in batches.iter().enumerate() {
+            let Some(params) = &checked[i] else { continue };
+            let mut sp = sqlx::Acquire::begin(&mut *tx)
+                .await
+                .map_err(TrackingError::db("logging to runs"))?;
+            match apply_batch(&mut sp, &b.run_id, &b.metrics, params, &b.tags).await {
+                Ok(()) => sp
+                    .commit()
+                    .await
+                    .map_err(TrackingError::db("logging to runs"))?,
+                Err(e) => {
+                    sp.rollback()
+                        .await
+                        .map_err(TrackingError::db("logging to runs"))?;
+                    results[i] = Err(e);
+                }
+            }
+        }
+        tx.commit()
+            .await
+            .map_err(TrackingError::db("logging to runs"))
+    }
+    .await;
+    if outcome.is_err() {
+        // Nothing was committed: fall back to one transaction per batch.
+        for (i, b) in batches.iter().enumerate() {
+            if checked[i].is_some() && results[i].is_ok() {
+                results[i] = log_batch(store, &b.run_id, &b.metrics, &b.params, &b.tags).await;
+            }
+        }
+    }
+    results
 }
 
 fn nan_low(v: f64) -> f64 {
