@@ -3,6 +3,7 @@
 //! implementation.
 
 mod cmd;
+mod demo;
 mod output;
 
 use std::path::PathBuf;

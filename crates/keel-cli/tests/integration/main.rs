@@ -1,4 +1,5 @@
 //! End-to-end tests of the `keel` binary: real processes, real files.
 
 mod data;
+mod demo;
 mod util;
