@@ -421,6 +421,11 @@ impl ValidationReport {
         serde_json::to_string_pretty(self).expect("report serializes")
     }
 
+    /// A self-contained HTML page.
+    pub fn to_html(&self) -> String {
+        crate::html::validation_html(self)
+    }
+
     /// The failed checks.
     pub fn failures(&self) -> impl Iterator<Item = &CheckResult> {
         self.checks.iter().filter(|c| !c.success)

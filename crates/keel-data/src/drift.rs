@@ -483,6 +483,11 @@ impl DriftReport {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("report serializes")
     }
+
+    /// A self-contained HTML page with per-column charts.
+    pub fn to_html(&self) -> String {
+        crate::html::drift_html(self)
+    }
 }
 
 /// Drift between two files (streamed; see the module doc for memory).

@@ -38,6 +38,7 @@ pub mod column;
 pub mod contract;
 pub mod drift;
 mod error;
+pub mod html;
 mod jsonf64;
 pub mod profile;
 pub mod read;

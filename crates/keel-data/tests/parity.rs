@@ -18,7 +18,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
-use keel_data::drift::{drift_files, ColumnOverride, DriftOptions, Method};
+use keel_data::drift::{drift, drift_files, ColumnOverride, DriftOptions, Method, Sample};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
@@ -250,6 +250,10 @@ fn drift_matches_evidently_and_scipy() {
     for (name, (rp, cp)) in &paths {
         let exp = &expected[*name];
         let report = drift_files(rp, cp, &DriftOptions::evidently_defaults()).unwrap();
+        let (rs, cs) = (
+            Sample::from_path(rp, None).unwrap(),
+            Sample::from_path(cp, None).unwrap(),
+        );
         for col in &report.columns {
             let e = &exp["columns"][&col.column];
             assert!(
@@ -305,7 +309,7 @@ fn drift_matches_evidently_and_scipy() {
                         threshold: None,
                     },
                 );
-                let r = drift_files(rp, cp, &o).unwrap();
+                let r = drift(&rs, &cs, &o).unwrap();
                 let c = &r.columns[0];
                 compared += 1;
                 if !agree(c.score, num(v), m) {
