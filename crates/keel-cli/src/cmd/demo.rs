@@ -81,7 +81,8 @@ impl Demo {
     }
 
     fn step(&mut self, name: &str, outcome: Outcome, detail: &str) {
-        self.steps.push(json!({"step": name, "status": outcome.as_str(), "detail": detail}));
+        self.steps
+            .push(json!({"step": name, "status": outcome.as_str(), "detail": detail}));
         let t = self.started.elapsed().as_secs_f64();
         let mark = match outcome {
             Outcome::Ok => "✓",
@@ -137,12 +138,25 @@ impl Demo {
     fn keel(&mut self, args: &[&str]) -> Result<Ran> {
         self.n += 1;
         let name = args.iter().take(2).copied().collect::<Vec<_>>().join("-");
-        let log = self.dir.join("demo-logs").join(format!("{:02}-{name}.log", self.n));
+        let log = self
+            .dir
+            .join("demo-logs")
+            .join(format!("{:02}-{name}.log", self.n));
         self.say(&format!("    $ keel {}", args.join(" ")));
-        let out = self.command(args).stdin(Stdio::null()).output().context("running keel")?;
+        let out = self
+            .command(args)
+            .stdin(Stdio::null())
+            .output()
+            .context("running keel")?;
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        std::fs::write(&log, format!("$ keel {}\n{stdout}\n--- stderr ---\n{stderr}", args.join(" ")))?;
+        std::fs::write(
+            &log,
+            format!(
+                "$ keel {}\n{stdout}\n--- stderr ---\n{stderr}",
+                args.join(" ")
+            ),
+        )?;
         Ok(Ran {
             ok: out.status.success(),
             code: out.status.code(),
@@ -179,7 +193,13 @@ fn pipeline_summary(ran: &Ran) -> Value {
     let ran_jobs: Vec<String> = jobs
         .iter()
         .filter(|j| j["cached"].as_bool() != Some(true))
-        .map(|j| format!("{} ({})", j["name"].as_str().unwrap_or("?"), j["status"].as_str().unwrap_or("?")))
+        .map(|j| {
+            format!(
+                "{} ({})",
+                j["name"].as_str().unwrap_or("?"),
+                j["status"].as_str().unwrap_or("?")
+            )
+        })
         .collect();
     json!({
         "run_id": rec["run_id"],
@@ -236,7 +256,11 @@ fn drift_check(d: &mut Demo, current: &str, html: &str) -> Result<Option<(bool, 
     ])?;
     let v: Value = serde_json::from_str(&ran.stdout).unwrap_or(Value::Null);
     if v.is_null() {
-        anyhow::bail!("keel drift failed (exit {:?}); see {}", ran.code, ran.log.display());
+        anyhow::bail!(
+            "keel drift failed (exit {:?}); see {}",
+            ran.code,
+            ran.log.display()
+        );
     }
     let drifted = find_key(&v, &["dataset_drift", "drift_detected", "drifted"])
         .and_then(Value::as_bool)
@@ -283,7 +307,9 @@ fn start_server(d: &mut Demo) -> Result<std::result::Result<(Child, SocketAddr),
             args.extend(["--host".into(), "127.0.0.1".into()]);
         }
     } else {
-        return Ok(Err("`keel serve` has no --addr/--port flag the demo knows".into()));
+        return Ok(Err(
+            "`keel serve` has no --addr/--port flag the demo knows".into()
+        ));
     }
     d.say(&format!("    $ keel {}", args.join(" ")));
     let log = std::fs::File::create(d.dir.join("demo-logs/serve.log"))?;
@@ -297,7 +323,9 @@ fn start_server(d: &mut Demo) -> Result<std::result::Result<(Child, SocketAddr),
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {
-            return Ok(Err(format!("keel serve exited ({status}); see demo-logs/serve.log")));
+            return Ok(Err(format!(
+                "keel serve exited ({status}); see demo-logs/serve.log"
+            )));
         }
         if matches!(traffic::http(addr, "GET", "/ping", ""), Ok((200, _))) {
             return Ok(Ok((child, addr)));
@@ -306,14 +334,20 @@ fn start_server(d: &mut Demo) -> Result<std::result::Result<(Child, SocketAddr),
     }
     let _ = child.kill();
     let _ = child.wait();
-    Ok(Err("keel serve did not answer /ping within 30s; see demo-logs/serve.log".into()))
+    Ok(Err(
+        "keel serve did not answer /ping within 30s; see demo-logs/serve.log".into(),
+    ))
 }
 
 /// Runs `keel demo`.
 pub fn run(global: &Global, args: DemoArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let base = global.cwd()?;
-    let dir = base.join(args.dir.clone().unwrap_or_else(|| PathBuf::from("keel-demo")));
+    let dir = base.join(
+        args.dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("keel-demo")),
+    );
     std::fs::create_dir_all(dir.join("demo-logs"))?;
     let dir = dir.canonicalize()?;
     let mut d = Demo {
@@ -328,19 +362,29 @@ pub fn run(global: &Global, args: DemoArgs) -> Result<ExitCode> {
     d.say(&format!(
         "keel demo in {}{}",
         dir.display(),
-        if rerun { " (existing demo project: reusing it and its cache)" } else { "" }
+        if rerun {
+            " (existing demo project: reusing it and its cache)"
+        } else {
+            ""
+        }
     ));
 
     // 1. Data.
     d.say("\n1. Data: a seeded synthetic card-transaction dataset (fraud label, age group as the sensitive attribute)");
     let baseline = fraud::generate(TRAIN_ROWS, 1, fraud::Shift::Baseline, 0);
     let fraud_rate = baseline.iter().filter(|t| t.is_fraud).count() as f64 / baseline.len() as f64;
-    write_if_changed(&dir.join("data/raw/transactions.csv"), &fraud::to_csv(&baseline))?;
+    write_if_changed(
+        &dir.join("data/raw/transactions.csv"),
+        &fraud::to_csv(&baseline),
+    )?;
     write_if_changed(&dir.join("transactions.contract.yaml"), &files::contract())?;
     d.step(
         "generate",
         Outcome::Ok,
-        &format!("data/raw/transactions.csv: {TRAIN_ROWS} transactions, {:.1}% fraud (seed 1)", fraud_rate * 100.0),
+        &format!(
+            "data/raw/transactions.csv: {TRAIN_ROWS} transactions, {:.1}% fraud (seed 1)",
+            fraud_rate * 100.0
+        ),
     );
     if rerun {
         d.step("init", Outcome::Skipped, "already a keel project");
@@ -350,13 +394,21 @@ pub fn run(global: &Global, args: DemoArgs) -> Result<ExitCode> {
             d.step("init", Outcome::Failed, &format!("see {}", r.log.display()));
             anyhow::bail!("keel init failed; see {}", dir.join(&r.log).display());
         }
-        d.step("init", Outcome::Ok, ".keel/ holds the metadata DB and the object store");
+        d.step(
+            "init",
+            Outcome::Ok,
+            ".keel/ holds the metadata DB and the object store",
+        );
     }
     let r = d.keel(&["data", "add", "data/raw", "-m", "baseline transactions"])?;
     d.step(
         "data add",
         if r.ok { Outcome::Ok } else { Outcome::Failed },
-        if r.ok { "data/raw versioned (content-addressed, BLAKE3)" } else { "failed; see the log" },
+        if r.ok {
+            "data/raw versioned (content-addressed, BLAKE3)"
+        } else {
+            "failed; see the log"
+        },
     );
     let mut validated = None;
     if d.has(&["data", "validate"]) {
@@ -380,7 +432,11 @@ pub fn run(global: &Global, args: DemoArgs) -> Result<ExitCode> {
             },
         );
     } else {
-        d.step("data validate", Outcome::NotAvailable, "`keel data validate` is not in this binary");
+        d.step(
+            "data validate",
+            Outcome::NotAvailable,
+            "`keel data validate` is not in this binary",
+        );
     }
 
     // 2. The pipeline.
@@ -391,7 +447,11 @@ pub fn run(global: &Global, args: DemoArgs) -> Result<ExitCode> {
     write_if_changed(&dir.join("scripts/deploy.sh"), files::DEPLOY_SH)?;
     write_if_changed(&dir.join("gates.yaml"), files::GATES_YAML)?;
     if !with_registry {
-        d.step("register", Outcome::NotAvailable, "`keel models register` is not in this binary; the pipeline deploys by path");
+        d.step(
+            "register",
+            Outcome::NotAvailable,
+            "`keel models register` is not in this binary; the pipeline deploys by path",
+        );
     }
     let mut runs = Vec::new();
     let r = d.keel(&["run", "--json"])?;
@@ -401,7 +461,10 @@ pub fn run(global: &Global, args: DemoArgs) -> Result<ExitCode> {
     narrate_run(&mut d, "pipeline", &r, &first, &metrics_before);
     runs.push(first.clone());
     if !r.ok {
-        anyhow::bail!("the pipeline failed; see {} and .keel/runs/", dir.join(&r.log).display());
+        anyhow::bail!(
+            "the pipeline failed; see {} and .keel/runs/",
+            dir.join(&r.log).display()
+        );
     }
 
     // 3. Serving and traffic.
@@ -410,7 +473,11 @@ pub fn run(global: &Global, args: DemoArgs) -> Result<ExitCode> {
     let stats = Arc::new(traffic::Stats::default());
     let (mut child, client) = match server {
         Ok((child, addr)) => {
-            d.step("serve", Outcome::Ok, &format!("http://{addr} (MLflow /invocations, V2 /v2/models/…)"));
+            d.step(
+                "serve",
+                Outcome::Ok,
+                &format!("http://{addr} (MLflow /invocations, V2 /v2/models/…)"),
+            );
             let base_traffic = fraud::generate(TRAFFIC_ROWS, 2, fraud::Shift::Baseline, 1_000_000);
             let drift_traffic = fraud::generate(TRAFFIC_ROWS, 3, fraud::Shift::Drifted, 2_000_000);
             let s = stats.clone();
@@ -441,22 +508,40 @@ pub fn run(global: &Global, args: DemoArgs) -> Result<ExitCode> {
     d.say("\n4. Drift: production shifts (merchant mix towards online/gaming, amounts × 1.8)");
     let live_base = fraud::generate(TRAFFIC_ROWS, 2, fraud::Shift::Baseline, 1_000_000);
     let live_drift = fraud::generate(TRAFFIC_ROWS, 3, fraud::Shift::Drifted, 2_000_000);
-    write_if_changed(&dir.join("traffic/baseline.csv"), &fraud::to_csv(&live_base))?;
-    write_if_changed(&dir.join("traffic/drifted.csv"), &fraud::to_csv(&live_drift))?;
+    write_if_changed(
+        &dir.join("traffic/baseline.csv"),
+        &fraud::to_csv(&live_base),
+    )?;
+    write_if_changed(
+        &dir.join("traffic/drifted.csv"),
+        &fraud::to_csv(&live_drift),
+    )?;
     stats.phase.store(traffic::PHASE_DRIFTED, Ordering::SeqCst);
     if client.is_some() {
         std::thread::sleep(Duration::from_secs(3));
     }
-    d.step("inject drift", Outcome::Ok, "traffic now drawn from the drifted population (traffic/drifted.csv)");
+    d.step(
+        "inject drift",
+        Outcome::Ok,
+        "traffic now drawn from the drifted population (traffic/drifted.csv)",
+    );
     let mut drift_before = Value::Null;
     let mut drift_after = Value::Null;
     let mut drift_detected = None;
     match drift_check(&mut d, "traffic/baseline.csv", "quality/drift-before.html") {
         Ok(Some((drifted, v))) => {
             drift_before = drift_scores(&v);
-            d.step("drift (before)", Outcome::Ok, &format!("baseline traffic vs training data: dataset drift = {drifted}"));
+            d.step(
+                "drift (before)",
+                Outcome::Ok,
+                &format!("baseline traffic vs training data: dataset drift = {drifted}"),
+            );
         }
-        Ok(None) => d.step("drift", Outcome::NotAvailable, "`keel drift` is not in this binary"),
+        Ok(None) => d.step(
+            "drift",
+            Outcome::NotAvailable,
+            "`keel drift` is not in this binary",
+        ),
         Err(e) => d.step("drift (before)", Outcome::Failed, &e.to_string()),
     }
     match drift_check(&mut d, "traffic/drifted.csv", "quality/drift-after.html") {
@@ -482,16 +567,28 @@ pub fn run(global: &Global, args: DemoArgs) -> Result<ExitCode> {
             _ => false,
         });
         alert_fired = fired.unwrap_or(false);
-        if let Some(m) = find_key(&v, &["drift_detected", "dataset_drift"]).and_then(Value::as_bool) {
+        if let Some(m) = find_key(&v, &["drift_detected", "dataset_drift"]).and_then(Value::as_bool)
+        {
             drift_detected = Some(m || drift_detected.unwrap_or(false));
         }
         d.step(
             "monitor",
-            if v.is_null() { Outcome::Failed } else { Outcome::Ok },
-            &format!("keel monitor --once: alert fired = {alert_fired}; see {}", r.log.display()),
+            if v.is_null() {
+                Outcome::Failed
+            } else {
+                Outcome::Ok
+            },
+            &format!(
+                "keel monitor --once: alert fired = {alert_fired}; see {}",
+                r.log.display()
+            ),
         );
     } else {
-        d.step("monitor", Outcome::NotAvailable, "`keel monitor` is not in this binary, so no alert can fire");
+        d.step(
+            "monitor",
+            Outcome::NotAvailable,
+            "`keel monitor` is not in this binary, so no alert can fire",
+        );
     }
 
     // 5. Retrain on fresh data.
@@ -501,8 +598,17 @@ pub fn run(global: &Global, args: DemoArgs) -> Result<ExitCode> {
     if drift_detected == Some(true) {
         d.say("\n5. Retrain: fresh labelled data from the drifted population → the same pipeline");
         let fresh = fraud::generate(TRAIN_ROWS, 4, fraud::Shift::Drifted, 3_000_000);
-        write_if_changed(&dir.join("data/raw/transactions.csv"), &fraud::to_csv(&fresh))?;
-        let r = d.keel(&["data", "add", "data/raw", "-m", "fresh transactions after the drift"])?;
+        write_if_changed(
+            &dir.join("data/raw/transactions.csv"),
+            &fraud::to_csv(&fresh),
+        )?;
+        let r = d.keel(&[
+            "data",
+            "add",
+            "data/raw",
+            "-m",
+            "fresh transactions after the drift",
+        ])?;
         d.step(
             "data add",
             if r.ok { Outcome::Ok } else { Outcome::Failed },
@@ -517,7 +623,11 @@ pub fn run(global: &Global, args: DemoArgs) -> Result<ExitCode> {
         runs.push(second);
     } else {
         d.say("\n5. Retrain");
-        let why = if drift_detected.is_none() { "no drift check ran" } else { "no drift was detected" };
+        let why = if drift_detected.is_none() {
+            "no drift check ran"
+        } else {
+            "no drift was detected"
+        };
         d.step("retrain", Outcome::Skipped, why);
     }
 
@@ -525,7 +635,9 @@ pub fn run(global: &Global, args: DemoArgs) -> Result<ExitCode> {
     let mut served_after = None;
     if let Some((addr, h)) = client {
         std::thread::sleep(Duration::from_secs(3));
-        served_after = traffic::http(addr, "GET", "/version", "").ok().map(|(_, b)| b);
+        served_after = traffic::http(addr, "GET", "/version", "")
+            .ok()
+            .map(|(_, b)| b);
         stats.stop.store(true, Ordering::SeqCst);
         let _ = h.join();
     }
@@ -534,11 +646,22 @@ pub fn run(global: &Global, args: DemoArgs) -> Result<ExitCode> {
     if let Some(c) = child.as_mut() {
         d.step(
             "traffic",
-            if failed == 0 { Outcome::Ok } else { Outcome::Failed },
+            if failed == 0 {
+                Outcome::Ok
+            } else {
+                Outcome::Failed
+            },
             &format!(
                 "{requests} requests ({} after the drift), {failed} failed{}",
                 stats.drifted_requests.load(Ordering::SeqCst),
-                stats.first_error.lock().map(|e| e.clone().map(|e| format!("; first: {e}")).unwrap_or_default()).unwrap_or_default()
+                stats
+                    .first_error
+                    .lock()
+                    .map(|e| e
+                        .clone()
+                        .map(|e| format!("; first: {e}"))
+                        .unwrap_or_default())
+                    .unwrap_or_default()
             ),
         );
         if !args.keep_serving {
@@ -549,8 +672,12 @@ pub fn run(global: &Global, args: DemoArgs) -> Result<ExitCode> {
 
     // Summary.
     let promoted_version = read_json(&dir.join("registry/register.json"));
-    let promoted_version = find_key(&promoted_version, &["version"]).cloned().filter(|_| retrained);
-    let deployed = std::fs::read_link(dir.join("deploy/production")).ok().map(|p| p.display().to_string());
+    let promoted_version = find_key(&promoted_version, &["version"])
+        .cloned()
+        .filter(|_| retrained);
+    let deployed = std::fs::read_link(dir.join("deploy/production"))
+        .ok()
+        .map(|p| p.display().to_string());
     let gates_passed = if retrained {
         gates_after["gates"]["passed"].as_bool()
     } else {
@@ -612,39 +739,76 @@ fn narrate_run(d: &mut Demo, name: &str, r: &Ran, s: &Value, metrics: &Value) {
         s["run_id"].as_str().unwrap_or("?"),
         s["jobs"],
         s["cacheable_jobs"],
-        if s["fully_cached"].as_bool() == Some(true) { " — reused from the cache, nothing retrained" } else { "" },
+        if s["fully_cached"].as_bool() == Some(true) {
+            " — reused from the cache, nothing retrained"
+        } else {
+            ""
+        },
         metrics["candidate"].as_str().unwrap_or("?"),
-        metrics["roc_auc"].as_f64().map_or("?".into(), |v| format!("{v:.4}")),
+        metrics["roc_auc"]
+            .as_f64()
+            .map_or("?".into(), |v| format!("{v:.4}")),
     );
-    d.step(name, if r.ok { Outcome::Ok } else { Outcome::Failed }, &detail);
+    d.step(
+        name,
+        if r.ok { Outcome::Ok } else { Outcome::Failed },
+        &detail,
+    );
 }
 
 fn print_summary(d: &Demo, s: &Value) {
     let mut o = String::new();
-    let _ = writeln!(o, "\nSummary ({:.1}s)", s["seconds"].as_f64().unwrap_or(0.0));
+    let _ = writeln!(
+        o,
+        "\nSummary ({:.1}s)",
+        s["seconds"].as_f64().unwrap_or(0.0)
+    );
     for st in s["steps"].as_array().into_iter().flatten() {
-        let _ = writeln!(o, "  {:<14} {}", st["status"].as_str().unwrap_or(""), st["step"].as_str().unwrap_or(""));
+        let _ = writeln!(
+            o,
+            "  {:<14} {}",
+            st["status"].as_str().unwrap_or(""),
+            st["step"].as_str().unwrap_or("")
+        );
     }
-    for (i, r) in s["pipeline_runs"].as_array().into_iter().flatten().enumerate() {
+    for (i, r) in s["pipeline_runs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         let _ = writeln!(
             o,
             "  pipeline run {}: {} — cached: {}",
             i + 1,
             r["status"].as_str().unwrap_or("?"),
-            r["cached_jobs"].as_array().map_or("none".into(), |c| if c.is_empty() {
-                "none".to_string()
-            } else {
-                c.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")
-            })
+            r["cached_jobs"]
+                .as_array()
+                .map_or("none".into(), |c| if c.is_empty() {
+                    "none".to_string()
+                } else {
+                    c.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
         );
     }
-    let _ = writeln!(o, "  roc_auc before/after retrain: {} / {}", s["metrics_before"]["roc_auc"], s["metrics_after"]["roc_auc"]);
+    let _ = writeln!(
+        o,
+        "  roc_auc before/after retrain: {} / {}",
+        s["metrics_before"]["roc_auc"], s["metrics_after"]["roc_auc"]
+    );
     let _ = writeln!(
         o,
         "  drift detected: {}, alert fired: {}, retrained: {}, gates passed: {}, promoted version: {}, deployed: {}",
         s["drift_detected"], s["alert_fired"], s["retrained"], s["gates_passed"], s["promoted_version"], s["deployed"]
     );
-    let _ = writeln!(o, "  requests: {}, failed: {}", s["requests"], s["failed_requests"]);
+    let _ = writeln!(
+        o,
+        "  requests: {}, failed: {}",
+        s["requests"], s["failed_requests"]
+    );
     let _ = writeln!(
         o,
         "\nReports in {}: reports/eval-*.html (evaluation), quality/*.html (validation, drift), gate/gates.json, demo-logs/",

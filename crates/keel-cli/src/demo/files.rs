@@ -177,8 +177,13 @@ columns:
   - {name: distance_km, type: number, nullable: false, min: 0}
 "#,
     );
-    for c in fraud::feature_columns().iter().filter(|c| c.starts_with("mc_")) {
-        s.push_str(&format!("  - {{name: {c}, type: integer, nullable: false, min: 0, max: 1}}\n"));
+    for c in fraud::feature_columns()
+        .iter()
+        .filter(|c| c.starts_with("mc_"))
+    {
+        s.push_str(&format!(
+            "  - {{name: {c}, type: integer, nullable: false, min: 0, max: 1}}\n"
+        ));
     }
     s.push_str(
         r#"  - {name: merchant_category, type: string, nullable: false, allowed: [grocery, fuel, restaurants, travel, electronics, online, gaming]}

@@ -52,10 +52,16 @@ pub enum Shift {
 
 /// The feature columns a model is trained on, in order.
 pub fn feature_columns() -> Vec<String> {
-    let mut cols: Vec<String> = ["amount", "hour", "customer_tenure_days", "tx_count_24h", "distance_km"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut cols: Vec<String> = [
+        "amount",
+        "hour",
+        "customer_tenure_days",
+        "tx_count_24h",
+        "distance_km",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     cols.extend(CATEGORIES.iter().map(|(c, _, _)| format!("mc_{c}")));
     cols
 }
@@ -119,11 +125,15 @@ pub fn generate(n: usize, seed: u64, shift: Shift, first_id: u64) -> Vec<Transac
     (0..n)
         .map(|i| {
             let category = pick(&mut rng, &shares);
-            let amount = (CATEGORIES[category].2 * (0.8 * normal(&mut rng)).exp() * amount_scale * 100.0).round() / 100.0;
+            let amount =
+                (CATEGORIES[category].2 * (0.8 * normal(&mut rng)).exp() * amount_scale * 100.0)
+                    .round()
+                    / 100.0;
             // Activity peaks in the evening; some at night.
             let hour = ((18.0 + 5.0 * normal(&mut rng)).rem_euclid(24.0)) as u32;
             let tenure_days = (-(1.0 - rng.random::<f64>()).ln() * 900.0).round();
-            let tx_count_24h = (rng.random::<f64>() * 3.0 + (0.7 * normal(&mut rng)).exp()).floor() as u32;
+            let tx_count_24h =
+                (rng.random::<f64>() * 3.0 + (0.7 * normal(&mut rng)).exp()).floor() as u32;
             let distance_km = ((1.5 + 1.2 * normal(&mut rng)).exp() * 10.0).round() / 10.0;
             let age_group = pick(&mut rng, &[0.3, 0.45, 0.25]);
             let night = hour < 6;
@@ -186,15 +196,24 @@ mod tests {
         assert!((0.01..0.10).contains(&rate), "fraud rate {rate}");
         // Fraud is learnable: its amounts are larger on average.
         let mean = |f: bool| {
-            let v: Vec<f64> = a.iter().filter(|t| t.is_fraud == f).map(|t| t.amount).collect();
+            let v: Vec<f64> = a
+                .iter()
+                .filter(|t| t.is_fraud == f)
+                .map(|t| t.amount)
+                .collect();
             v.iter().sum::<f64>() / v.len() as f64
         };
         assert!(mean(true) > 1.3 * mean(false));
         let d = generate(20_000, 2, Shift::Drifted, 0);
-        let online = |rows: &[Transaction]| rows.iter().filter(|t| t.category == 5).count() as f64 / rows.len() as f64;
+        let online = |rows: &[Transaction]| {
+            rows.iter().filter(|t| t.category == 5).count() as f64 / rows.len() as f64
+        };
         assert!(online(&d) > online(&a) + 0.1);
         let csv = to_csv(&a[..2]);
         assert_eq!(csv.lines().count(), 3);
-        assert_eq!(csv.lines().next().unwrap().split(',').count(), 2 + feature_columns().len() + 2);
+        assert_eq!(
+            csv.lines().next().unwrap().split(',').count(),
+            2 + feature_columns().len() + 2
+        );
     }
 }

@@ -27,7 +27,12 @@ pub struct Stats {
 }
 
 /// One HTTP/1.1 request; returns the status code and body.
-pub fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let req = format!(
@@ -43,7 +48,10 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> std::io::
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {:.80}", text)))?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((status, body))
 }
 
@@ -59,12 +67,21 @@ pub fn payload(rows: &[Transaction]) -> String {
 
 /// Sends batches until `stats.stop`, cycling through `baseline` or
 /// `drifted` rows depending on `stats.phase`.
-pub fn run(addr: SocketAddr, baseline: Vec<Transaction>, drifted: Vec<Transaction>, stats: Arc<Stats>) {
+pub fn run(
+    addr: SocketAddr,
+    baseline: Vec<Transaction>,
+    drifted: Vec<Transaction>,
+    stats: Arc<Stats>,
+) {
     const BATCH: usize = 25;
     let (mut i, mut j) = (0usize, 0usize);
     while !stats.stop.load(Ordering::SeqCst) {
         let drift = stats.phase.load(Ordering::SeqCst) == PHASE_DRIFTED;
-        let (rows, k) = if drift { (&drifted, &mut j) } else { (&baseline, &mut i) };
+        let (rows, k) = if drift {
+            (&drifted, &mut j)
+        } else {
+            (&baseline, &mut i)
+        };
         if rows.is_empty() {
             break;
         }

@@ -13,19 +13,36 @@ fn has(env: &Env, words: &[&str]) -> bool {
 fn demo_runs_the_loop_and_reuses_its_cache() {
     let env = Env::new();
     let s = env.json(&["demo", "--dir", "d"]);
-    for key in ["drift_detected", "alert_fired", "retrained", "promoted_version", "gates_passed", "failed_requests", "seconds"] {
+    for key in [
+        "drift_detected",
+        "alert_fired",
+        "retrained",
+        "promoted_version",
+        "gates_passed",
+        "failed_requests",
+        "seconds",
+    ] {
         assert!(s.get(key).is_some(), "summary lacks {key}: {s:#}");
     }
     assert!(s["seconds"].as_f64().unwrap() < 180.0, "{s:#}");
     assert_eq!(s["rerun"], false);
     let first = &s["pipeline_runs"][0];
     assert_eq!(first["status"], "success", "{s:#}");
-    assert!(first["cacheable_jobs"].as_u64().unwrap() >= 7, "prepare, 4 train, evaluate, gate: {s:#}");
+    assert!(
+        first["cacheable_jobs"].as_u64().unwrap() >= 7,
+        "prepare, 4 train, evaluate, gate: {s:#}"
+    );
     assert_eq!(s["first_pipeline_cached"], false);
     assert_eq!(s["gates_passed"], true, "{s:#}");
-    assert!(s["metrics_before"]["roc_auc"].as_f64().unwrap() > 0.75, "{s:#}");
+    assert!(
+        s["metrics_before"]["roc_auc"].as_f64().unwrap() > 0.75,
+        "{s:#}"
+    );
     assert!(env.path("d/deploy/production/MLmodel").exists());
-    assert!(env.path("d/reports").read_dir().unwrap().count() >= 8, "4 JSON + 4 HTML evaluations");
+    assert!(
+        env.path("d/reports").read_dir().unwrap().count() >= 8,
+        "4 JSON + 4 HTML evaluations"
+    );
 
     let steps = s["steps"].as_array().unwrap();
     let status = |name: &str| {
@@ -59,7 +76,10 @@ fn demo_runs_the_loop_and_reuses_its_cache() {
         assert_eq!(s["failed_requests"], 0, "{s:#}");
         assert!(s["requests"].as_u64().unwrap() > 0, "{s:#}");
     } else {
-        assert!(s["failed_requests"].is_null(), "no server, no requests: {s:#}");
+        assert!(
+            s["failed_requests"].is_null(),
+            "no server, no requests: {s:#}"
+        );
         assert_eq!(status("serve"), "not_available");
     }
     if has(&env, &["models", "register"]) && s["retrained"] == true {
