@@ -61,6 +61,14 @@ enum Command {
     /// Experiments: params × metrics across pipeline runs.
     #[command(subcommand)]
     Exp(cmd::run::ExpCommand),
+    /// Serve the MLflow-compatible tracking, registry and artifact API.
+    Server(cmd::server::ServerArgs),
+    /// API tokens for `keel server`.
+    #[command(subcommand)]
+    Token(cmd::server::TokenCommand),
+    /// The model registry: list, show, register, promote, rollback.
+    #[command(subcommand)]
+    Models(cmd::models::ModelsCommand),
 }
 
 fn main() -> ExitCode {
@@ -82,6 +90,9 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd::run::run(&global, args),
         Command::Pipeline(args) => cmd::run::pipeline(&global, args),
         Command::Exp(args) => cmd::run::exp(&global, args),
+        Command::Server(args) => cmd::server::run(&global, args),
+        Command::Token(args) => cmd::server::token(&global, args),
+        Command::Models(args) => cmd::models::run(&global, args),
     };
     match result {
         Ok(code) => code,

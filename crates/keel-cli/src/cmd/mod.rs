@@ -6,7 +6,9 @@ pub mod demo;
 pub mod fsck;
 pub mod init;
 pub mod ml;
+pub mod models;
 pub mod run;
+pub mod server;
 
 use std::path::PathBuf;
 
