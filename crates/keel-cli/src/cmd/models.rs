@@ -68,16 +68,27 @@ pub fn run(g: &Global, cmd: ModelsCommand) -> anyhow::Result<ExitCode> {
         match cmd {
             ModelsCommand::List => list(g, &store).await,
             ModelsCommand::Show { name } => show(g, &store, &name).await,
-            ModelsCommand::Register { name, source, run_id } => register(g, &store, &name, &source, run_id).await,
-            ModelsCommand::Promote { name, version, alias, gates, force } => {
-                promote(g, &store, &name, version, &alias, gates, force).await
-            }
+            ModelsCommand::Register {
+                name,
+                source,
+                run_id,
+            } => register(g, &store, &name, &source, run_id).await,
+            ModelsCommand::Promote {
+                name,
+                version,
+                alias,
+                gates,
+                force,
+            } => promote(g, &store, &name, version, &alias, gates, force).await,
             ModelsCommand::Rollback { name, alias } => {
                 let (from, to) = reg::rollback(&store, &name, &alias, &Actor::local()).await?;
                 if g.json {
                     print_json(&json!({"name": name, "alias": alias, "from": from, "to": to}));
                 } else {
-                    println!("{name}@{alias}: {} -> v{to}", from.map_or("none".into(), |v| format!("v{v}")));
+                    println!(
+                        "{name}@{alias}: {} -> v{to}",
+                        from.map_or("none".into(), |v| format!("v{v}"))
+                    );
                 }
                 Ok(ExitCode::SUCCESS)
             }
@@ -115,8 +126,16 @@ async fn list(g: &Global, store: &Store) -> anyhow::Result<ExitCode> {
             .map(|m| {
                 vec![
                     m.name.clone(),
-                    m.latest_versions.iter().map(|v| v.version).max().map_or("-".into(), |v| format!("v{v}")),
-                    m.aliases.iter().map(|(a, v)| format!("{a}=v{v}")).collect::<Vec<_>>().join(" "),
+                    m.latest_versions
+                        .iter()
+                        .map(|v| v.version)
+                        .max()
+                        .map_or("-".into(), |v| format!("v{v}")),
+                    m.aliases
+                        .iter()
+                        .map(|(a, v)| format!("{a}=v{v}"))
+                        .collect::<Vec<_>>()
+                        .join(" "),
                     output::datetime(m.last_updated_timestamp),
                 ]
             })
@@ -128,9 +147,15 @@ async fn list(g: &Global, store: &Store) -> anyhow::Result<ExitCode> {
 
 async fn show(g: &Global, store: &Store, name: &str) -> anyhow::Result<ExitCode> {
     let m = reg::get_model(store, name).await?;
-    let versions = reg::search_versions(store, &format!("name = '{}'", name.replace('\'', "''")), &[], 10_000, None)
-        .await?
-        .items;
+    let versions = reg::search_versions(
+        store,
+        &format!("name = '{}'", name.replace('\'', "''")),
+        &[],
+        10_000,
+        None,
+    )
+    .await?
+    .items;
     let history = reg::alias_history(store, name).await?;
     if g.json {
         print_json(&json!({
@@ -147,7 +172,15 @@ async fn show(g: &Global, store: &Store, name: &str) -> anyhow::Result<ExitCode>
         }));
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{}{}", m.name, if m.description.is_empty() { String::new() } else { format!(": {}", m.description) });
+    println!(
+        "{}{}",
+        m.name,
+        if m.description.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", m.description)
+        }
+    );
     let rows: Vec<Vec<String>> = versions
         .iter()
         .map(|v| {
@@ -182,15 +215,34 @@ async fn show(g: &Global, store: &Store, name: &str) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
-async fn register(g: &Global, store: &Store, name: &str, source: &str, run_id: Option<String>) -> anyhow::Result<ExitCode> {
+async fn register(
+    g: &Global,
+    store: &Store,
+    name: &str,
+    source: &str,
+    run_id: Option<String>,
+) -> anyhow::Result<ExitCode> {
     let actor = Actor::local();
     match reg::create_model(store, name, "", &[], &actor).await {
         Ok(_) | Err(keel_store::tracking::TrackingError::AlreadyExists(_)) => {}
         Err(e) => return Err(e.into()),
     }
-    let v = reg::create_version(store, name, source, run_id.as_deref(), None, &[], "", "", &actor).await?;
+    let v = reg::create_version(
+        store,
+        name,
+        source,
+        run_id.as_deref(),
+        None,
+        &[],
+        "",
+        "",
+        &actor,
+    )
+    .await?;
     if g.json {
-        print_json(&json!({"name": v.name, "version": v.version, "source": v.source, "storage": v.storage}));
+        print_json(
+            &json!({"name": v.name, "version": v.version, "source": v.source, "storage": v.storage}),
+        );
     } else {
         println!("registered {} v{} from {}", v.name, v.version, v.source);
     }
@@ -200,10 +252,18 @@ async fn register(g: &Global, store: &Store, name: &str, source: &str, run_id: O
 /// The latest metrics of the run a version came from.
 async fn version_metrics(store: &Store, v: &ModelVersion) -> anyhow::Result<BTreeMap<String, f64>> {
     let Some(run_id) = &v.run_id else {
-        anyhow::bail!("{} v{} has no run, so there are no metrics to gate on", v.name, v.version);
+        anyhow::bail!(
+            "{} v{} has no run, so there are no metrics to gate on",
+            v.name,
+            v.version
+        );
     };
     let run = runs::get(store, run_id).await?;
-    Ok(run.metrics.iter().map(|m| (m.key.clone(), m.value)).collect())
+    Ok(run
+        .metrics
+        .iter()
+        .map(|m| (m.key.clone(), m.value))
+        .collect())
 }
 
 async fn promote(
@@ -230,7 +290,12 @@ async fn promote(
         note = if report.passed {
             format!("gates passed ({})", path.display())
         } else {
-            format!("gates FAILED ({}): {}{}", path.display(), failed.join("; "), if force { " [forced]" } else { "" })
+            format!(
+                "gates FAILED ({}): {}{}",
+                path.display(),
+                failed.join("; "),
+                if force { " [forced]" } else { "" }
+            )
         };
         report_json = serde_json::to_value(&report)?;
         if !report.passed && !force {
@@ -246,9 +311,14 @@ async fn promote(
     }
     let prev = reg::set_alias(store, name, alias, version, &Actor::local(), &note).await?;
     if g.json {
-        print_json(&json!({"promoted": true, "name": name, "alias": alias, "from": prev, "to": version, "gates": report_json}));
+        print_json(
+            &json!({"promoted": true, "name": name, "alias": alias, "from": prev, "to": version, "gates": report_json}),
+        );
     } else {
-        println!("{name}@{alias}: {} -> v{version} ({note})", prev.map_or("none".into(), |p| format!("v{p}")));
+        println!(
+            "{name}@{alias}: {} -> v{version} ({note})",
+            prev.map_or("none".into(), |p| format!("v{p}"))
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

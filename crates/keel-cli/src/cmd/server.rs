@@ -73,9 +73,14 @@ pub fn token(g: &Global, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
         TokenCommand::Create { name } => {
             let t = block_on(keel_store::tracking::tokens::create(&store, &name))?;
             if g.json {
-                print_json(&serde_json::json!({"token_id": t.token_id, "name": t.name, "token": t.secret}));
+                print_json(
+                    &serde_json::json!({"token_id": t.token_id, "name": t.name, "token": t.secret}),
+                );
             } else {
-                eprintln!("token {} for {} (shown once; keel stores only its hash):", t.token_id, t.name);
+                eprintln!(
+                    "token {} for {} (shown once; keel stores only its hash):",
+                    t.token_id, t.name
+                );
                 println!("{}", t.secret);
                 eprintln!("use it as MLFLOW_TRACKING_TOKEN, or as MLFLOW_TRACKING_PASSWORD with any user name");
             }
