@@ -83,6 +83,13 @@ impl LocalObjects {
         self.path_of(h).is_file()
     }
 
+    /// Whether the store has object `h` with the expected size. Used for
+    /// deduplication: an object torn by a power loss (renamed, but its
+    /// blocks never flushed) is rewritten instead of trusted.
+    fn contains_sized(&self, h: &ObjectHash, size: u64) -> bool {
+        fs::metadata(self.path_of(h)).is_ok_and(|m| m.is_file() && m.len() == size)
+    }
+
     fn tmp_path(&self) -> PathBuf {
         self.tmp.join(format!("obj-{}", uuid::Uuid::new_v4().simple()))
     }
@@ -90,7 +97,7 @@ impl LocalObjects {
     /// Stores `bytes`; returns their hash and whether the object is new.
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<(ObjectHash, bool)> {
         let h = ObjectHash::of_bytes(bytes);
-        if self.contains(&h) {
+        if self.contains_sized(&h, bytes.len() as u64) {
             return Ok((h, false));
         }
         let tmp = self.tmp_path();
@@ -119,7 +126,7 @@ impl LocalObjects {
             let tmp = self.tmp_path();
             clone_or_copy(src, &tmp, true).map_err(StoreError::io("copying", src))?;
             let h = hash_file(&tmp)?;
-            if self.contains(&h) {
+            if self.contains_sized(&h, before.len()) {
                 let _ = fs::remove_file(&tmp);
                 (h, false)
             } else {

@@ -60,8 +60,11 @@ impl Project {
                 remote: None,
             };
             write_config(&dir.join(CONFIG), &config)?;
-            // Everything under .keel/ is machine state except the config.
-            write_atomic(&dir.join(".gitignore"), b"*\n!/.gitignore\n!/config.yaml\n")?;
+            // Everything under .keel/ is machine state, the config included:
+            // it may hold a DB URL with credentials and machine paths, and a
+            // config arriving with an untrusted clone must not redirect
+            // keel's reads and writes.
+            write_atomic(&dir.join(".gitignore"), b"*\n")?;
             config
         } else {
             read_config(&dir.join(CONFIG))?

@@ -258,7 +258,10 @@ pub fn run(global: &Global, command: DataCommand) -> Result<ExitCode> {
                             output::bytes(v.size),
                             v.git_commit
                                 .as_deref()
-                                .map(|c| format!("{}{}", &c[..c.len().min(10)], if v.git_dirty { "+" } else { "" }))
+                                .map(|c| {
+                                    let short: String = c.chars().take(10).collect();
+                                    format!("{short}{}", if v.git_dirty { "+" } else { "" })
+                                })
                                 .unwrap_or_else(|| "-".into()),
                             output::datetime(v.created_at_ms),
                             v.created_by.clone(),
@@ -347,7 +350,7 @@ pub fn run(global: &Global, command: DataCommand) -> Result<ExitCode> {
             if unset {
                 project.set_remote(None)?;
             } else if let Some(u) = url {
-                RemoteObjects::open(&u)?;
+                open_remote(&store, Some(u.clone()))?;
                 project.set_remote(Some(u))?;
             }
             match &project.config().remote {

@@ -239,11 +239,13 @@ pub async fn add(
 ) -> Result<AddReport> {
     let root = store.project.root().to_path_buf();
     let abs = root.join(dataset.as_str());
+    refuse_symlinked_parents(&root, dataset.as_str())?;
+    let started = tree::now_ns();
     let scan = tree::scan(&abs)?.ok_or_else(|| StoreError::InvalidPath {
         path: abs.clone(),
         reason: "does not exist".into(),
     })?;
-    let kind = if abs.is_dir() { Kind::Dir } else { Kind::File };
+    let kind = if scan.is_dir { Kind::Dir } else { Kind::File };
     let objects = &store.objects;
     // Temporary files of writers killed more than an hour ago.
     let _ = objects.clean_tmp(Duration::from_secs(3600));
@@ -317,7 +319,7 @@ pub async fn add(
     write_pointer(&root, &version)?;
     let keep: HashSet<&str> = entries.iter().map(|e| e.path.as_str()).collect();
     cache.retain(|p| keep.contains(p));
-    cache.save(&state, dataset)?;
+    cache.save(&state, dataset, started)?;
     ignore_in_git(&root, dataset);
     Ok(AddReport {
         version,
@@ -369,8 +371,9 @@ fn ignore_in_git(root: &Path, dataset: &DatasetPath) {
 
 /// Hashes what is in the workspace for a dataset, using (and refreshing)
 /// the stat cache. `None` if nothing is there.
-fn workspace_tree(store: &Store, dataset: &DatasetPath) -> Result<Option<(Vec<Found>, BTreeMap<String, ObjectHash>)>> {
+fn workspace_tree(store: &Store, dataset: &DatasetPath) -> Result<Option<BTreeMap<String, ObjectHash>>> {
     let abs = store.project.root().join(dataset.as_str());
+    let started = tree::now_ns();
     let Some(scan) = tree::scan(&abs)? else {
         return Ok(None);
     };
@@ -399,9 +402,9 @@ fn workspace_tree(store: &Store, dataset: &DatasetPath) -> Result<Option<(Vec<Fo
             cache.insert(f, *h);
         }
         // Only a cache: failing to save it costs speed, not correctness.
-        let _ = cache.save(&state, dataset);
+        let _ = cache.save(&state, dataset, started);
     }
-    Ok(Some((scan.files, map)))
+    Ok(Some(map))
 }
 
 fn compare(version: &[Entry], workspace: &BTreeMap<String, ObjectHash>) -> DiffReport {
@@ -443,7 +446,7 @@ pub async fn status(store: &Store, datasets: &[DatasetPath]) -> Result<Vec<Datas
             }
             (None, Some(_)) => DataChange::NoPointer,
             (Some(_), None) => DataChange::DataMissing,
-            (Some(p), Some((_, map))) => {
+            (Some(p), Some(map)) => {
                 let tree = load_tree(&store.objects, p.kind, &p.object_hash(), p.size);
                 let tree = match tree {
                     Ok(t) => t,
@@ -607,8 +610,9 @@ pub async fn checkout(
             file: display_file(&version.path, &e.path),
         });
     }
+    refuse_symlinked_parents(root, version.path.as_str())?;
     let current = workspace_tree(store, &version.path)?;
-    let mut current_map = current.as_ref().map(|(_, m)| m.clone()).unwrap_or_default();
+    let mut current_map = current.unwrap_or_default();
     // The shape changes (file <-> directory): clear the old shape first.
     let is_dir = abs.is_dir();
     let shape_change = abs.exists() && (is_dir != (version.kind == Kind::Dir));
@@ -618,10 +622,17 @@ pub async fn checkout(
         .filter(|p| shape_change || !wanted.contains(p.as_str()))
         .cloned()
         .collect();
+    let wanted_hash: HashMap<&str, ObjectHash> = tree.iter().map(|e| (e.path.as_str(), e.hash)).collect();
     if !options.force {
-        let unsaved: Vec<&String> = extras
+        // Files checkout would delete or overwrite whose bytes are stored
+        // nowhere: an edit never added would be lost.
+        let unsaved: Vec<&String> = current_map
             .iter()
-            .filter(|p| current_map.get(*p).is_some_and(|h| !objects.contains(h)))
+            .filter(|(p, h)| {
+                let touched = shape_change || wanted_hash.get(p.as_str()).is_none_or(|w| w != *h);
+                touched && !objects.contains(h)
+            })
+            .map(|(p, _)| p)
             .collect();
         if let Some(first) = unsaved.first() {
             return Err(StoreError::WouldLoseData {
@@ -638,9 +649,38 @@ pub async fn checkout(
         current_map.remove(p);
         removed += 1;
     }
-    if shape_change && is_dir {
+    if is_dir {
+        // Directories emptied by the removals could stand where a file of
+        // the version must go.
         remove_empty_dirs(&abs);
-        let _ = std::fs::remove_dir(&abs);
+        if shape_change {
+            let _ = std::fs::remove_dir(&abs);
+        }
+    }
+    if version.kind == Kind::Dir {
+        // A version's manifest may come from an untrusted remote: never
+        // write through a symbolic link in the workspace.
+        let mut checked = HashSet::new();
+        for e in &tree {
+            let mut dir = String::new();
+            for part in e.path.split('/').collect::<Vec<_>>().iter().rev().skip(1).rev() {
+                if !dir.is_empty() {
+                    dir.push('/');
+                }
+                dir.push_str(part);
+                if checked.insert(dir.clone()) {
+                    let p = abs.join(&dir);
+                    if std::fs::symlink_metadata(&p).is_ok_and(|m| !m.is_dir()) {
+                        return Err(StoreError::InvalidPath {
+                            path: p,
+                            reason: "is in the way of a directory of the version (a symbolic link or file); \
+                                     move it away and check out again"
+                                .into(),
+                        });
+                    }
+                }
+            }
+        }
     }
     let todo: Vec<&Entry> = tree.iter().filter(|e| current_map.get(&e.path) != Some(&e.hash)).collect();
     let unchanged = (tree.len() - todo.len()) as u64;
@@ -674,7 +714,7 @@ pub async fn checkout(
             }
         }
         cache.retain(|p| by_path.contains_key(p));
-        let _ = cache.save(&state, &version.path);
+        let _ = cache.save(&state, &version.path, tree::now_ns());
     }
     Ok(CheckoutReport {
         version,
@@ -682,6 +722,23 @@ pub async fn checkout(
         unchanged,
         removed,
     })
+}
+
+/// Refuses a dataset path whose parent directories (inside the project)
+/// include a symbolic link: keel would read or write outside the project.
+fn refuse_symlinked_parents(root: &Path, rel: &str) -> Result<()> {
+    let mut p = root.to_path_buf();
+    let parts: Vec<&str> = rel.split('/').collect();
+    for part in &parts[..parts.len().saturating_sub(1)] {
+        p.push(part);
+        if std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(StoreError::InvalidPath {
+                path: p,
+                reason: "is a symbolic link; datasets must be inside the project".into(),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn display_file(dataset: &DatasetPath, rel: &str) -> String {

@@ -84,7 +84,7 @@ pub fn encode_manifest(entries: &[Entry]) -> Vec<u8> {
             })
             .collect(),
     };
-    serde_json::to_vec(&file).unwrap_or_default()
+    serde_json::to_vec(&file).expect("a manifest always serializes")
 }
 
 /// Parses a manifest object.
@@ -99,10 +99,22 @@ pub fn decode_manifest(hash: &ObjectHash, bytes: &[u8]) -> Result<Vec<Entry>> {
     if file.keel_manifest != 1 {
         return Err(bad(format!("unsupported manifest version {}", file.keel_manifest)));
     }
+    // A manifest may come from an untrusted remote: every path must stay
+    // inside the dataset (relative, normalised, no `..`), appear once, and
+    // not look like keel's own temporary files.
+    let mut prev: Option<String> = None;
     file.entries
         .into_iter()
         .map(|e| {
             let hash = e.h.parse().map_err(|err| bad(format!("{err}")))?;
+            DatasetPath::new(&e.p).map_err(|err| bad(format!("entry {err}")))?;
+            if is_keel_temp(&e.p) {
+                return Err(bad(format!("entry {:?} is a keel temporary name", e.p)));
+            }
+            if prev.as_deref().is_some_and(|p| p >= e.p.as_str()) {
+                return Err(bad(format!("entry {:?} is out of order or repeated", e.p)));
+            }
+            prev = Some(e.p.clone());
             Ok(Entry {
                 path: e.p,
                 hash,
@@ -183,7 +195,7 @@ impl Pointer {
             "# keel dataset pointer: commit this file to git.\n\
              # `keel data checkout` restores the data it names; `keel data log` lists versions.\n",
         );
-        text.push_str(&serde_yaml_ng::to_string(self).unwrap_or_default());
+        text.push_str(&serde_yaml_ng::to_string(self).expect("a pointer always serializes"));
         write_atomic(path, text.as_bytes())
     }
 }
@@ -202,6 +214,9 @@ pub struct Found {
 /// What a workspace scan saw.
 #[derive(Debug, Default)]
 pub struct Scan {
+    /// Whether the dataset is a directory (from the same `lstat` as the
+    /// listing, so it cannot disagree with it).
+    pub is_dir: bool,
     /// Regular files, sorted by relative path.
     pub files: Vec<Found>,
     /// Paths skipped (symlinks, sockets…), with why.
@@ -216,7 +231,10 @@ pub fn scan(abs: &Path) -> Result<Option<Scan>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(StoreError::io("reading", abs)(e)),
     };
-    let mut scan = Scan::default();
+    let mut scan = Scan {
+        is_dir: meta.is_dir(),
+        ..Scan::default()
+    };
     if meta.is_file() {
         scan.files.push(Found {
             rel: String::new(),
@@ -240,12 +258,12 @@ pub fn scan(abs: &Path) -> Result<Option<Scan>> {
         if ft.is_dir() {
             continue;
         }
-        let rel = entry
-            .path()
-            .strip_prefix(abs)
-            .unwrap_or(entry.path())
-            .to_string_lossy()
-            .into_owned();
+        let rel_path = entry.path().strip_prefix(abs).unwrap_or(entry.path());
+        let Some(rel) = rel_path.to_str().map(str::to_string) else {
+            // A lossy name would be restored under another name.
+            scan.skipped.push((rel_path.to_string_lossy().into_owned(), "name is not valid UTF-8"));
+            continue;
+        };
         if is_keel_temp(&rel) {
             continue;
         }
@@ -295,7 +313,21 @@ struct CacheEntry {
     hash: ObjectHash,
     size: u64,
     mtime_ns: i128,
+    ctime_ns: i128,
     ino: u64,
+}
+
+fn ctime_ns(meta: &fs::Metadata) -> i128 {
+    i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec())
+}
+
+/// Now, in nanoseconds since the epoch: taken when a scan starts, it is
+/// the reference time of the stat cache written from that scan.
+pub fn now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
 }
 
 impl StatCache {
@@ -312,21 +344,31 @@ impl StatCache {
         let mut lines = text.lines();
         let written_ns = lines
             .next()
-            .and_then(|h| h.strip_prefix("#keel-stat 1 "))
+            .and_then(|h| h.strip_prefix("#keel-stat 2 "))
             .and_then(|t| t.parse().ok());
         let Some(written_ns) = written_ns else {
             return StatCache::default();
         };
         let mut entries = BTreeMap::new();
         for line in lines {
-            let mut f = line.splitn(5, '\t');
+            let mut f = line.splitn(6, '\t');
             let parsed = (|| {
                 let hash = f.next()?.parse().ok()?;
                 let size = f.next()?.parse().ok()?;
                 let mtime_ns = f.next()?.parse().ok()?;
+                let ctime_ns = f.next()?.parse().ok()?;
                 let ino = f.next()?.parse().ok()?;
                 let path = f.next()?.to_string();
-                Some((path, CacheEntry { hash, size, mtime_ns, ino }))
+                Some((
+                    path,
+                    CacheEntry {
+                        hash,
+                        size,
+                        mtime_ns,
+                        ctime_ns,
+                        ino,
+                    },
+                ))
             })();
             if let Some((path, e)) = parsed {
                 entries.insert(path, e);
@@ -335,14 +377,19 @@ impl StatCache {
         StatCache { written_ns, entries }
     }
 
-    /// The cached hash of a file, if its stat is unchanged and it was not
-    /// modified in the same clock tick as the cache was written (the
-    /// "racy git" case, where a later edit could keep size and mtime).
+    /// The cached hash of a file, if its stat (size, mtime, ctime, inode)
+    /// is unchanged and it was not modified within a second before the scan
+    /// that produced the entry started (the "racy git" case: an edit in
+    /// the same clock tick as the hashing could keep size and mtime).
+    /// ctime catches in-place rewrites that restore the mtime.
     pub fn lookup(&self, found: &Found) -> Option<ObjectHash> {
         let e = self.entries.get(&found.rel)?;
         let m = mtime_ns(&found.meta);
-        let fresh = e.size == found.meta.len() && e.mtime_ns == m && e.ino == found.meta.ino();
-        let racy = m >= self.written_ns - 1_000_000_000;
+        let fresh = e.size == found.meta.len()
+            && e.mtime_ns == m
+            && e.ctime_ns == ctime_ns(&found.meta)
+            && e.ino == found.meta.ino();
+        let racy = m.max(e.ctime_ns) >= self.written_ns - 1_000_000_000;
         (fresh && !racy).then_some(e.hash)
     }
 
@@ -354,6 +401,7 @@ impl StatCache {
                 hash,
                 size: found.meta.len(),
                 mtime_ns: mtime_ns(&found.meta),
+                ctime_ns: ctime_ns(&found.meta),
                 ino: found.meta.ino(),
             },
         );
@@ -364,20 +412,22 @@ impl StatCache {
         self.entries.retain(|k, _| keep(k));
     }
 
-    /// Saves the cache atomically.
-    pub fn save(&self, state_dir: &Path, dataset: &DatasetPath) -> Result<()> {
+    /// Saves the cache atomically. `scan_started_ns` is when the scan whose
+    /// stats it holds began (see [`now_ns`]): entries modified close to or
+    /// after it are not trusted later.
+    pub fn save(&self, state_dir: &Path, dataset: &DatasetPath, scan_started_ns: i128) -> Result<()> {
         use std::fmt::Write;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        let mut out = String::with_capacity(self.entries.len() * 120);
-        let _ = writeln!(out, "#keel-stat 1 {now}");
+        let mut out = String::with_capacity(self.entries.len() * 140);
+        let _ = writeln!(out, "#keel-stat 2 {scan_started_ns}");
         for (path, e) in &self.entries {
             if path.contains('\n') {
                 continue;
             }
-            let _ = writeln!(out, "{}\t{}\t{}\t{}\t{}", e.hash, e.size, e.mtime_ns, e.ino, path);
+            let _ = writeln!(
+                out,
+                "{}\t{}\t{}\t{}\t{}\t{}",
+                e.hash, e.size, e.mtime_ns, e.ctime_ns, e.ino, path
+            );
         }
         write_atomic(&Self::file(state_dir, dataset), out.as_bytes())
     }

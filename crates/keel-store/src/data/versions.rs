@@ -198,13 +198,16 @@ pub fn resolve<'a>(path: &DatasetPath, versions: &'a [DatasetVersion], spec: &st
     }
     if spec.len() >= 4 && spec.bytes().all(|b| b.is_ascii_hexdigit()) {
         let hits: Vec<_> = versions.iter().filter(|v| v.hash.to_hex().starts_with(spec)).collect();
-        return match hits.as_slice() {
-            [one] => Ok(one),
-            [] => Err(not_found()),
-            many => Err(StoreError::AmbiguousVersion {
+        // Versions with the same content (v1, then v3 after a checkout of
+        // v1 and a re-add) are the same data: the latest of them answers.
+        let distinct: std::collections::HashSet<_> = hits.iter().map(|v| v.hash).collect();
+        return match (hits.last(), distinct.len()) {
+            (None, _) => Err(not_found()),
+            (Some(latest), 1) => Ok(latest),
+            (Some(_), n) => Err(StoreError::AmbiguousVersion {
                 path: path.to_string(),
                 spec: spec.to_string(),
-                count: many.len(),
+                count: n,
             }),
         };
     }

@@ -284,3 +284,83 @@ async fn bad_pointer_files_name_file_and_line() {
     let err = data::status(&store, &[ds("d")]).await.unwrap_err().to_string();
     assert!(err.contains("d.keel:2") || err.contains("d.keel:3"), "{err}");
 }
+
+#[tokio::test]
+async fn checkout_refuses_to_overwrite_unsaved_edits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let store = project(backends()[0], root).await;
+    write(root, "d/a.csv", b"v1");
+    data::add(&store, &ds("d"), None, &NoProgress).await.unwrap();
+    write(root, "d/a.csv", b"v2, never added");
+    let err = data::checkout(&store, &at("d", "1"), AUTO, &NoProgress).await.unwrap_err();
+    assert!(matches!(err, StoreError::WouldLoseData { count: 1, .. }), "{err}");
+    assert_eq!(fs::read(root.join("d/a.csv")).unwrap(), b"v2, never added");
+}
+
+#[tokio::test]
+async fn same_content_in_two_versions_is_not_ambiguous() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let store = project(backends()[0], root).await;
+    write(root, "d/a.csv", b"one");
+    let v1 = data::add(&store, &ds("d"), None, &NoProgress).await.unwrap().version;
+    write(root, "d/a.csv", b"two, longer");
+    data::add(&store, &ds("d"), None, &NoProgress).await.unwrap();
+    data::checkout(&store, &at("d", "1"), AUTO, &NoProgress).await.unwrap();
+    // Touch the file so the add reads it again; it records v3 with v1's
+    // hash (history is a log: returning to old content is a new entry).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    write(root, "d/a.csv", b"one");
+    let v3 = data::add(&store, &ds("d"), None, &NoProgress).await.unwrap().version;
+    assert_eq!((v3.seq.0, v3.hash), (3, v1.hash));
+    // A hash prefix naming both v1 and v3 is the same data, not ambiguous.
+    let co = data::checkout(&store, &at("d", &v1.hash.short(8)), AUTO, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!((co.version.seq.0, co.version.hash), (3, v1.hash));
+}
+
+#[tokio::test]
+async fn a_hostile_manifest_cannot_write_outside_the_dataset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("p");
+    fs::create_dir_all(&root).unwrap();
+    let store = project(backends()[0], &root).await;
+    let (payload, _) = store.objects.put_bytes(b"owned").unwrap();
+    for evil in ["../escape.txt", "/tmp/keel-escape.txt", "a/../../escape.txt"] {
+        let manifest = format!(r#"{{"keel_manifest":1,"entries":[{{"p":"{evil}","h":"{payload}","s":5}}]}}"#);
+        let (mh, _) = store.objects.put_bytes(manifest.as_bytes()).unwrap();
+        fs::write(
+            root.join("d.keel"),
+            format!("path: d\nkind: dir\nhash: {mh}\nsize: 5\nfiles: 1\nversion: 1\n"),
+        )
+        .unwrap();
+        let err = data::checkout(&store, &VersionRef { path: ds("d"), version: None }, AUTO, &NoProgress)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("entry invalid dataset path"), "{evil}: {err}");
+        assert!(!tmp.path().join("escape.txt").exists() && !Path::new("/tmp/keel-escape.txt").exists());
+    }
+    // A symbolic link inside the dataset pointing outside is not written through.
+    let outside = tmp.path().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    fs::create_dir_all(root.join("d")).unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("d/sub")).unwrap();
+    let manifest = format!(r#"{{"keel_manifest":1,"entries":[{{"p":"sub/x.txt","h":"{payload}","s":5}}]}}"#);
+    let (mh, _) = store.objects.put_bytes(manifest.as_bytes()).unwrap();
+    fs::write(
+        root.join("d.keel"),
+        format!("path: d\nkind: dir\nhash: {mh}\nsize: 5\nfiles: 1\nversion: 1\n"),
+    )
+    .unwrap();
+    let forced = CheckoutOptions {
+        link: LinkMode::Auto,
+        force: true,
+    };
+    let err = data::checkout(&store, &VersionRef { path: ds("d"), version: None }, forced, &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("in the way"), "{err}");
+    assert!(!outside.join("x.txt").exists());
+}
