@@ -42,7 +42,7 @@ pub struct ExpTable {
 }
 
 /// Builds the table from recorded runs. `baseline` is a run id (or a
-/// prefix of one); without it, the latest run on `default_branch`. Rows
+/// prefix or suffix of one); without it, the latest run on `default_branch`. Rows
 /// whose cache key repeats an earlier row (a cached rerun) are shown once,
 /// unless `all`.
 pub fn table(
@@ -53,8 +53,10 @@ pub fn table(
 ) -> Result<ExpTable> {
     let base_run = match baseline {
         Some(b) => {
-            let found: Vec<&PipelineRecord> =
-                runs.iter().filter(|r| r.run_id.starts_with(b)).collect();
+            let found: Vec<&PipelineRecord> = runs
+                .iter()
+                .filter(|r| r.run_id.starts_with(b) || r.run_id.ends_with(b))
+                .collect();
             match found.as_slice() {
                 [one] => Some(*one),
                 [] => return Err(Error::Store(format!("no run {b:?}"))),

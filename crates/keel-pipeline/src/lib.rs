@@ -12,7 +12,8 @@
 //!
 //! Storage is behind traits ([`store::OutputStore`], [`store::RunCache`],
 //! [`store::RunRecorder`]) so the same executor runs against keel's object
-//! store and metadata DB or the file-backed implementations here.
+//! store and metadata DB ([`keelstore::KeelStore`]) or the file-backed
+//! implementation ([`store::FileStore`]).
 //!
 //! ```
 //! # let dir = tempfile::tempdir()?;
@@ -42,6 +43,7 @@ pub mod expr;
 pub mod glob;
 pub mod hash;
 pub mod keelmeta;
+pub mod keelstore;
 pub mod pipeline;
 pub mod store;
 pub mod vars;

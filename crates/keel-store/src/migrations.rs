@@ -50,4 +50,71 @@ CREATE INDEX dataset_versions_hash ON dataset_versions (hash);
 },
     crate::tracking::schema::TRACKING_V1,
     crate::tracking::schema::REGISTRY_V1,
+    PIPELINE_V1,
 ];
+
+/// keel-pipeline's lineage and run-cache: pipeline runs, their jobs (with
+/// the full job record as JSON in `detail`), each job's input and output
+/// files by content hash, its metrics, and the run-cache (cache key →
+/// outputs, across all runs).
+pub const PIPELINE_V1: Migration = Migration {
+    component: "pipeline",
+    version: 1,
+    name: "pipeline runs, jobs, files, metrics and run-cache",
+    sql: "
+CREATE TABLE pipeline_runs (
+    run_id TEXT PRIMARY KEY,
+    file TEXT NOT NULL,
+    started_at BIGINT NOT NULL,
+    finished_at BIGINT,
+    git_commit TEXT,
+    git_branch TEXT,
+    git_dirty BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    variables TEXT NOT NULL
+);
+CREATE TABLE pipeline_jobs (
+    run_id TEXT NOT NULL REFERENCES pipeline_runs(run_id),
+    name TEXT NOT NULL,
+    base TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    status TEXT NOT NULL,
+    cached BIGINT NOT NULL,
+    cache_key TEXT,
+    exit_code BIGINT,
+    attempts BIGINT NOT NULL,
+    started_at BIGINT NOT NULL,
+    duration_ms BIGINT NOT NULL,
+    artifacts_digest TEXT,
+    artifacts_expire_at BIGINT,
+    log TEXT,
+    detail TEXT NOT NULL,
+    PRIMARY KEY (run_id, name)
+);
+CREATE INDEX pipeline_jobs_cache_key ON pipeline_jobs (cache_key);
+CREATE TABLE pipeline_job_files (
+    run_id TEXT NOT NULL,
+    job TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    path TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    PRIMARY KEY (run_id, job, direction, path)
+);
+CREATE INDEX pipeline_job_files_hash ON pipeline_job_files (hash);
+CREATE TABLE pipeline_job_metrics (
+    run_id TEXT NOT NULL,
+    job TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (run_id, job, name)
+);
+CREATE TABLE pipeline_cache (
+    cache_key TEXT PRIMARY KEY,
+    job TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    outputs TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+",
+};

@@ -11,7 +11,8 @@ use clap::{Args, Subcommand};
 use keel_pipeline::exec::{
     self, CancelToken, Event, ExecOptions, JobStatus, ManualJobs, PipelineStatus,
 };
-use keel_pipeline::store::{FileStore, RunHistory};
+use keel_pipeline::keelstore::KeelStore;
+use keel_pipeline::store::{FileStore, OutputStore, RunCache, RunHistory, RunRecorder};
 
 use super::{CheckFailed, Global};
 use crate::output;
@@ -104,7 +105,17 @@ pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
         eprintln!("keel: workflow:rules created no pipeline; nothing to run");
         return Ok(ExitCode::SUCCESS);
     }
-    let store = FileStore::new(&pipeline.project_dir.join(".keel"));
+    // keel's object store and metadata DB when in a keel project (`keel
+    // init`), else plain files under .keel/ next to the pipeline.
+    let (keel_store, files);
+    let (store, cache, recorder): (&dyn OutputStore, &dyn RunCache, &dyn RunRecorder) =
+        if keel_store::Project::discover(&pipeline.project_dir).is_ok() {
+            keel_store = KeelStore::open(&pipeline.project_dir, &global.overrides())?;
+            (&keel_store, &keel_store, &keel_store)
+        } else {
+            files = FileStore::new(&pipeline.project_dir.join(".keel"));
+            (&files, &files, &files)
+        };
     let cancel = CancelToken::new();
     cancel
         .cancel_on_ctrl_c()
@@ -169,9 +180,9 @@ pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let runner = exec::Runner {
         pipeline: &pipeline,
-        store: &store,
-        cache: &store,
-        recorder: &store,
+        store,
+        cache,
+        recorder,
         events: &sink,
         cancel,
     };
@@ -262,7 +273,11 @@ pub fn exp(global: &Global, cmd: ExpCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         ExpCommand::Show { baseline, all } => {
             let dir = global.cwd()?;
-            let runs = FileStore::new(&dir.join(".keel")).runs()?;
+            let runs = if keel_store::Project::discover(&dir).is_ok() {
+                KeelStore::open(&dir, &global.overrides())?.runs()?
+            } else {
+                FileStore::new(&dir.join(".keel")).runs()?
+            };
             let git = keel_pipeline::pipeline::GitInfo::detect(&dir);
             let t =
                 keel_pipeline::exp::table(&runs, baseline.as_deref(), &git.default_branch, all)?;
@@ -302,7 +317,7 @@ pub fn exp(global: &Global, cmd: ExpCommand) -> anyhow::Result<ExitCode> {
                 .rows
                 .iter()
                 .map(|r| {
-                    let mut row = vec![r.run_id.chars().take(8).collect::<String>(), r.job.clone()];
+                    let mut row = vec![short_id(&r.run_id), r.job.clone()];
                     row.extend(
                         t.params
                             .iter()
@@ -325,4 +340,16 @@ pub fn exp(global: &Global, cmd: ExpCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The random tail of a UUIDv7 run id (its head is a timestamp, the same
+/// for runs made the same day); `--baseline` accepts it too.
+fn short_id(id: &str) -> String {
+    id.chars()
+        .rev()
+        .take(8)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect()
 }

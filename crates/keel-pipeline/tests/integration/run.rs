@@ -483,3 +483,65 @@ fn the_seed_pipeline_runs_then_is_fully_cached() {
         .collect();
     assert_eq!(cached.len(), 6, "prepare, 4 train, evaluate: {cached:?}");
 }
+
+#[test]
+fn keel_store_backend_caches_restores_and_records_lineage() {
+    use keel_pipeline::keelstore::KeelStore;
+    use keel_pipeline::store::RunHistory;
+    let (_t, p) = nested(&[
+        (".gitlab-ci.yml", CACHED),
+        ("raw.txt", "raw v1\n"),
+        ("params.yaml", "train:\n  lr: 0.1\n"),
+    ]);
+    keel_store::Project::init(&p, &keel_store::Overrides::default()).unwrap();
+    let plan = plan_dir(&p).unwrap();
+    let run = |plan: &keel_pipeline::pipeline::Pipeline| {
+        let store = KeelStore::open(&p, &keel_store::Overrides::default()).unwrap();
+        let sink = |_: &keel_pipeline::exec::Event<'_>| {};
+        let runner = keel_pipeline::exec::Runner {
+            pipeline: plan,
+            store: &store,
+            cache: &store,
+            recorder: &store,
+            events: &sink,
+            cancel: CancelToken::new(),
+        };
+        keel_pipeline::exec::run(&runner, &opts()).unwrap()
+    };
+    let s = run(&plan);
+    assert_eq!(s.status, PipelineStatus::Success, "{:?}", s.jobs);
+    assert_eq!(ran(&p), ["prep", "report", "side", "train"]);
+    fs::remove_dir_all(p.join("data")).unwrap();
+    fs::remove_file(p.join("model.txt")).unwrap();
+    let s = run(&plan);
+    assert_eq!(ran(&p), ["side"]);
+    assert!(status(&s, "prep").1 && status(&s, "train").1 && status(&s, "report").1);
+    assert_eq!(fs::read_to_string(p.join("data/sub/x")).unwrap(), "extra\n");
+    assert!(fs::read_to_string(p.join("model.txt"))
+        .unwrap()
+        .starts_with("raw v1"));
+    let runs = KeelStore::open(&p, &keel_store::Overrides::default())
+        .unwrap()
+        .runs()
+        .unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[1].status, "success");
+    let train = runs[1].jobs.iter().find(|j| j.name == "train").unwrap();
+    assert!(train.cached);
+    assert_eq!(train.metrics.get("loss"), Some(&0.1));
+    assert_eq!(train.inputs[0].path, "data");
+    assert_eq!(train.outputs.len(), 2, "model.txt and metrics.json");
+    // The outs are objects in the project's store, named by content.
+    let model_hash = train
+        .outputs
+        .iter()
+        .find(|o| o.path == "model.txt")
+        .unwrap()
+        .content
+        .hash;
+    let obj = p
+        .join(".keel/objects")
+        .join(&model_hash.to_string()[..2])
+        .join(&model_hash.to_string()[2..]);
+    assert!(obj.is_file(), "{}", obj.display());
+}

@@ -1,0 +1,370 @@
+//! The pipeline traits on keel's own stores: outs in the project's
+//! content-addressed object store (`keel_store::objects`), the run-cache and
+//! lineage in the metadata DB (component `pipeline` of
+//! `keel_store::migrations`, SQLite or PostgreSQL).
+//!
+//! Directory outs are stored as one object per file plus the directory's
+//! manifest ([`crate::hash::manifest_bytes`]) as an object of its own, so a
+//! directory's hash is the same here as in [`crate::store::FileStore`].
+//! Job records are written in one transaction when the run finishes, which
+//! keeps a fully cached 100-job rerun at one commit.
+
+use std::fs;
+use std::path::Path;
+
+use keel_core::ObjectHash;
+use keel_store::objects::LinkMode;
+use keel_store::{Overrides, Store};
+use sqlx::Row;
+
+use crate::error::{Error, Result};
+use crate::hash::{self, Kind, PathHash};
+use crate::store::{
+    CacheEntry, JobRecord, OutputStore, PipelineRecord, RunCache, RunHistory, RunRecorder,
+};
+
+/// keel's stores behind the pipeline traits.
+pub struct KeelStore {
+    store: Store,
+    rt: tokio::runtime::Runtime,
+}
+
+fn db_err(what: &str) -> impl Fn(sqlx::Error) -> Error + '_ {
+    move |e| Error::Store(format!("{what}: {e}"))
+}
+
+// Takes the error by value to serve as `.map_err(store_err)`.
+#[allow(clippy::needless_pass_by_value)]
+fn store_err(e: keel_store::StoreError) -> Error {
+    Error::Store(e.to_string())
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| Error::Store(e.to_string()))
+}
+
+fn kind_str(k: Kind) -> &'static str {
+    match k {
+        Kind::File => "file",
+        Kind::Dir => "dir",
+    }
+}
+
+impl KeelStore {
+    /// Opens the keel project containing `dir` (its DB migrated).
+    pub fn open(dir: &Path, overrides: &Overrides) -> Result<KeelStore> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io(dir, e))?;
+        let store = rt
+            .block_on(Store::open(dir, overrides))
+            .map_err(store_err)?;
+        Ok(KeelStore { store, rt })
+    }
+
+    /// The project root.
+    pub fn root(&self) -> &Path {
+        self.store.project.root()
+    }
+
+    fn put(&self, path: &Path) -> Result<ObjectHash> {
+        let meta = fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        let (h, _) = self
+            .store
+            .objects
+            .put_file(path, &meta)
+            .map_err(store_err)?;
+        Ok(h)
+    }
+}
+
+impl OutputStore for KeelStore {
+    fn save(&self, path: &Path) -> Result<PathHash> {
+        let meta = fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        if !meta.is_dir() {
+            return Ok(PathHash {
+                kind: Kind::File,
+                hash: self.put(path)?,
+            });
+        }
+        let m = hash::manifest(path).map_err(|e| Error::io(path, e))?;
+        for e in &m {
+            let h = self.put(&path.join(&e.path))?;
+            if h != e.hash {
+                return Err(Error::Store(format!(
+                    "{} changed while it was being saved",
+                    path.join(&e.path).display()
+                )));
+            }
+        }
+        let (h, _) = self
+            .store
+            .objects
+            .put_bytes(&hash::manifest_bytes(&m))
+            .map_err(store_err)?;
+        Ok(PathHash {
+            kind: Kind::Dir,
+            hash: h,
+        })
+    }
+
+    fn restore(&self, out: &PathHash, dest: &Path) -> Result<()> {
+        let objects = &self.store.objects;
+        let clear = |p: &Path| -> Result<()> {
+            if p.is_dir() {
+                fs::remove_dir_all(p).map_err(|e| Error::io(p, e))?;
+            } else if p.exists() {
+                fs::remove_file(p).map_err(|e| Error::io(p, e))?;
+            }
+            Ok(())
+        };
+        match out.kind {
+            Kind::File => {
+                if dest.is_dir() {
+                    clear(dest)?;
+                }
+                objects
+                    .materialize(&out.hash, dest, LinkMode::Auto, false)
+                    .map_err(store_err)
+            }
+            Kind::Dir => {
+                let bytes = objects.read(&out.hash).map_err(store_err)?;
+                let m = hash::parse_manifest(&bytes).ok_or_else(|| {
+                    Error::Store(format!("object {} is not a directory manifest", out.hash))
+                })?;
+                clear(dest)?;
+                fs::create_dir_all(dest).map_err(|e| Error::io(dest, e))?;
+                for e in m {
+                    objects
+                        .materialize(&e.hash, &dest.join(&e.path), LinkMode::Auto, e.executable)
+                        .map_err(store_err)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn has(&self, out: &PathHash) -> Result<bool> {
+        let objects = &self.store.objects;
+        if !objects.contains(&out.hash) {
+            return Ok(false);
+        }
+        if out.kind == Kind::Dir {
+            let bytes = objects.read(&out.hash).map_err(store_err)?;
+            let Some(m) = hash::parse_manifest(&bytes) else {
+                return Ok(false);
+            };
+            return Ok(m.iter().all(|e| objects.contains(&e.hash)));
+        }
+        Ok(true)
+    }
+}
+
+impl RunCache for KeelStore {
+    fn get(&self, key: &ObjectHash) -> Result<Option<CacheEntry>> {
+        let pool = self.store.db.pool();
+        let row = self
+            .rt
+            .block_on(
+                sqlx::query(
+                    "SELECT job, run_id, outputs, created_at FROM pipeline_cache WHERE cache_key = $1",
+                )
+                .bind(key.to_string())
+                .fetch_optional(pool),
+            )
+            .map_err(db_err("reading the run-cache"))?;
+        let Some(row) = row else { return Ok(None) };
+        let outputs: String = row.try_get(2).map_err(db_err("run-cache outputs"))?;
+        Ok(Some(CacheEntry {
+            key: key.to_string(),
+            job: row.try_get(0).map_err(db_err("run-cache job"))?,
+            run_id: row.try_get(1).map_err(db_err("run-cache run"))?,
+            outputs: serde_json::from_str(&outputs).map_err(|e| Error::Store(e.to_string()))?,
+            created_at_ms: row.try_get::<i64, _>(3).map_err(db_err("run-cache time"))? as u64,
+        }))
+    }
+
+    fn put(&self, key: &ObjectHash, entry: &CacheEntry) -> Result<()> {
+        let pool = self.store.db.pool();
+        self.rt
+            .block_on(
+                sqlx::query(
+                    "INSERT INTO pipeline_cache (cache_key, job, run_id, outputs, created_at)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (cache_key) DO NOTHING",
+                )
+                .bind(key.to_string())
+                .bind(entry.job.clone())
+                .bind(entry.run_id.clone())
+                .bind(json(&entry.outputs)?)
+                .bind(entry.created_at_ms as i64)
+                .execute(pool),
+            )
+            .map_err(db_err("writing the run-cache"))?;
+        Ok(())
+    }
+}
+
+impl RunRecorder for KeelStore {
+    fn begin_run(&self, run: &PipelineRecord) -> Result<()> {
+        let pool = self.store.db.pool();
+        self.rt
+            .block_on(
+                sqlx::query(
+                    "INSERT INTO pipeline_runs (run_id, file, started_at, finished_at, git_commit,
+                     git_branch, git_dirty, status, variables)
+                     VALUES ($1, $2, $3, NULL, $4, $5, $6, $7, $8)",
+                )
+                .bind(run.run_id.clone())
+                .bind(run.file.clone())
+                .bind(run.started_at_ms as i64)
+                .bind(run.git_commit.clone())
+                .bind(run.git_branch.clone())
+                .bind(i64::from(run.git_dirty))
+                .bind(run.status.clone())
+                .bind(json(&run.variables)?)
+                .execute(pool),
+            )
+            .map_err(db_err("recording the pipeline run"))?;
+        Ok(())
+    }
+
+    fn begin_job(&self, run_id: &str, job: &str) -> Result<Vec<(String, String)>> {
+        Ok(vec![
+            ("KEEL_RUN_ID".into(), run_id.to_string()),
+            ("KEEL_JOB".into(), job.to_string()),
+        ])
+    }
+
+    fn record_job(&self, _run_id: &str, _job: &JobRecord) -> Result<()> {
+        // Written with the run, in one transaction (see finish_run).
+        Ok(())
+    }
+
+    fn finish_run(&self, run: &PipelineRecord) -> Result<()> {
+        let pool = self.store.db.pool();
+        self.rt.block_on(async {
+            let err = db_err("recording the pipeline's jobs");
+            let mut tx = pool.begin().await.map_err(&err)?;
+            sqlx::query("UPDATE pipeline_runs SET status = $1, finished_at = $2 WHERE run_id = $3")
+                .bind(run.status.clone())
+                .bind(run.finished_at_ms.map(|t| t as i64))
+                .bind(run.run_id.clone())
+                .execute(&mut *tx)
+                .await
+                .map_err(&err)?;
+            for j in &run.jobs {
+                sqlx::query(
+                    "INSERT INTO pipeline_jobs (run_id, name, base, stage, status, cached,
+                     cache_key, exit_code, attempts, started_at, duration_ms, artifacts_digest,
+                     artifacts_expire_at, log, detail)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                )
+                .bind(run.run_id.clone())
+                .bind(j.name.clone())
+                .bind(j.base.clone())
+                .bind(j.stage.clone())
+                .bind(j.status.clone())
+                .bind(i64::from(j.cached))
+                .bind(j.cache_key.clone())
+                .bind(j.exit_code.map(i64::from))
+                .bind(i64::from(j.attempts))
+                .bind(j.started_at_ms as i64)
+                .bind(j.duration_ms as i64)
+                .bind(j.artifacts_digest.clone())
+                .bind(j.artifacts_expire_at_ms.map(|t| t as i64))
+                .bind(j.log.clone())
+                .bind(json(j)?)
+                .execute(&mut *tx)
+                .await
+                .map_err(&err)?;
+                let files = j
+                    .inputs
+                    .iter()
+                    .map(|f| ("in", f))
+                    .chain(j.outputs.iter().map(|f| ("out", f)));
+                for (dir, f) in files {
+                    sqlx::query(
+                        "INSERT INTO pipeline_job_files (run_id, job, direction, path, kind, hash)
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(run.run_id.clone())
+                    .bind(j.name.clone())
+                    .bind(dir)
+                    .bind(f.path.clone())
+                    .bind(kind_str(f.content.kind))
+                    .bind(f.content.hash.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(&err)?;
+                }
+                for (name, value) in &j.metrics {
+                    sqlx::query(
+                        "INSERT INTO pipeline_job_metrics (run_id, job, name, value)
+                         VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(run.run_id.clone())
+                    .bind(j.name.clone())
+                    .bind(name.clone())
+                    .bind(*value)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(&err)?;
+                }
+            }
+            tx.commit().await.map_err(&err)?;
+            Ok(())
+        })
+    }
+}
+
+impl RunHistory for KeelStore {
+    fn runs(&self) -> Result<Vec<PipelineRecord>> {
+        let pool = self.store.db.pool();
+        self.rt.block_on(async {
+            let err = db_err("reading pipeline runs");
+            let rows = sqlx::query(
+                "SELECT run_id, file, started_at, finished_at, git_commit, git_branch, git_dirty,
+                 status, variables FROM pipeline_runs ORDER BY started_at, run_id",
+            )
+            .fetch_all(pool)
+            .await
+            .map_err(&err)?;
+            let mut runs = Vec::with_capacity(rows.len());
+            for r in rows {
+                let variables: String = r.try_get(8).map_err(&err)?;
+                runs.push(PipelineRecord {
+                    run_id: r.try_get(0).map_err(&err)?,
+                    file: r.try_get(1).map_err(&err)?,
+                    started_at_ms: r.try_get::<i64, _>(2).map_err(&err)? as u64,
+                    finished_at_ms: r
+                        .try_get::<Option<i64>, _>(3)
+                        .map_err(&err)?
+                        .map(|t| t as u64),
+                    git_commit: r.try_get(4).map_err(&err)?,
+                    git_branch: r.try_get(5).map_err(&err)?,
+                    git_dirty: r.try_get::<i64, _>(6).map_err(&err)? != 0,
+                    status: r.try_get(7).map_err(&err)?,
+                    variables: serde_json::from_str(&variables)
+                        .map_err(|e| Error::Store(e.to_string()))?,
+                    jobs: Vec::new(),
+                });
+            }
+            let jobs = sqlx::query("SELECT run_id, detail FROM pipeline_jobs ORDER BY started_at")
+                .fetch_all(pool)
+                .await
+                .map_err(&err)?;
+            for r in jobs {
+                let run_id: String = r.try_get(0).map_err(&err)?;
+                let detail: String = r.try_get(1).map_err(&err)?;
+                let job: JobRecord =
+                    serde_json::from_str(&detail).map_err(|e| Error::Store(e.to_string()))?;
+                if let Some(run) = runs.iter_mut().find(|x| x.run_id == run_id) {
+                    run.jobs.push(job);
+                }
+            }
+            Ok(runs)
+        })
+    }
+}
