@@ -31,9 +31,14 @@ impl DatasetPath {
             return Err(bad("longer than 4096 bytes"));
         }
         if path.starts_with('/') || path.contains('\\') {
-            return Err(bad("must be relative to the project root, with / separators"));
+            return Err(bad(
+                "must be relative to the project root, with / separators",
+            ));
         }
-        if path.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+        if path
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+        {
             return Err(bad("must not contain empty, '.' or '..' components"));
         }
         if path.contains('\0') {

@@ -126,13 +126,14 @@ impl Db {
                 .await
                 .map_err(StoreError::db(ctx()))?;
         }
-        let done: Option<AnyRow> =
-            sqlx::query("SELECT version FROM keel_migrations WHERE component = $1 AND version = $2")
-                .bind(m.component)
-                .bind(m.version)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(StoreError::db(ctx()))?;
+        let done: Option<AnyRow> = sqlx::query(
+            "SELECT version FROM keel_migrations WHERE component = $1 AND version = $2",
+        )
+        .bind(m.component)
+        .bind(m.version)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(StoreError::db(ctx()))?;
         if done.is_some() {
             return Ok(());
         }
@@ -158,13 +159,13 @@ impl Db {
 
     /// The applied migrations, as `(component, version)` pairs.
     pub async fn applied_migrations(&self) -> Result<Vec<(String, i64)>> {
-        let rows = sqlx::query("SELECT component, version FROM keel_migrations ORDER BY component, version")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(StoreError::db("listing migrations"))?;
-        rows.iter()
-            .map(|r| Ok((get(r, 0)?, get(r, 1)?)))
-            .collect()
+        let rows = sqlx::query(
+            "SELECT component, version FROM keel_migrations ORDER BY component, version",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::db("listing migrations"))?;
+        rows.iter().map(|r| Ok((get(r, 0)?, get(r, 1)?))).collect()
     }
 }
 
@@ -173,7 +174,8 @@ pub fn get<'r, T>(row: &'r AnyRow, i: usize) -> Result<T>
 where
     T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
 {
-    row.try_get(i).map_err(StoreError::db(format!("reading column {i}")))
+    row.try_get(i)
+        .map_err(StoreError::db(format!("reading column {i}")))
 }
 
 /// Milliseconds since the Unix epoch.

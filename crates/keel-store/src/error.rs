@@ -98,7 +98,9 @@ pub enum StoreError {
         count: usize,
     },
     /// An object a dataset needs is not in the local store.
-    #[error("object {hash} ({file}) is not in the local object store; run `keel data pull {dataset}`")]
+    #[error(
+        "object {hash} ({file}) is not in the local object store; run `keel data pull {dataset}`"
+    )]
     ObjectMissing {
         /// The missing object.
         hash: ObjectHash,
@@ -149,7 +151,10 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StoreError {
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> StoreError {
         let path = path.into();
         move |source| StoreError::Io { op, path, source }
     }

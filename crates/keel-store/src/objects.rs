@@ -91,7 +91,8 @@ impl LocalObjects {
     }
 
     fn tmp_path(&self) -> PathBuf {
-        self.tmp.join(format!("obj-{}", uuid::Uuid::new_v4().simple()))
+        self.tmp
+            .join(format!("obj-{}", uuid::Uuid::new_v4().simple()))
     }
 
     /// Stores `bytes`; returns their hash and whether the object is new.
@@ -102,7 +103,8 @@ impl LocalObjects {
         }
         let tmp = self.tmp_path();
         let mut f = create_readonly(&tmp)?;
-        f.write_all(bytes).map_err(StoreError::io("writing", &tmp))?;
+        f.write_all(bytes)
+            .map_err(StoreError::io("writing", &tmp))?;
         drop(f);
         self.publish(&tmp, &h)?;
         Ok((h, true))
@@ -137,7 +139,9 @@ impl LocalObjects {
             }
         };
         let after = fs::metadata(src).map_err(StoreError::io("reading metadata of", src))?;
-        if after.len() != before.len() || after.mtime_nsec() != before.mtime_nsec() || after.mtime() != before.mtime()
+        if after.len() != before.len()
+            || after.mtime_nsec() != before.mtime_nsec()
+            || after.mtime() != before.mtime()
         {
             return Err(StoreError::ChangedDuringAdd {
                 path: src.to_path_buf(),
@@ -167,12 +171,24 @@ impl LocalObjects {
 
     /// Puts object `h`'s bytes at `dest`, atomically replacing what is
     /// there (a temporary file next to `dest`, then a rename).
-    pub fn materialize(&self, h: &ObjectHash, dest: &Path, mode: LinkMode, executable: bool) -> Result<()> {
+    pub fn materialize(
+        &self,
+        h: &ObjectHash,
+        dest: &Path,
+        mode: LinkMode,
+        executable: bool,
+    ) -> Result<()> {
         let src = self.path_of(h);
         let parent = dest.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(parent).map_err(StoreError::io("creating", parent))?;
-        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = parent.join(format!(".{name}.keel-tmp-{}", uuid::Uuid::new_v4().simple()));
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = parent.join(format!(
+            ".{name}.keel-tmp-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
         let made = match mode {
             LinkMode::Hardlink => fs::hard_link(&src, &tmp),
             LinkMode::Reflink => reflink(&src, &tmp),
@@ -185,7 +201,8 @@ impl LocalObjects {
         }
         if mode != LinkMode::Hardlink {
             let perm = if executable { 0o755 } else { 0o644 };
-            fs::set_permissions(&tmp, fs::Permissions::from_mode(perm)).map_err(StoreError::io("writing", &tmp))?;
+            fs::set_permissions(&tmp, fs::Permissions::from_mode(perm))
+                .map_err(StoreError::io("writing", &tmp))?;
         }
         fs::rename(&tmp, dest).map_err(|e| {
             let _ = fs::remove_file(&tmp);
@@ -207,7 +224,8 @@ impl LocalObjects {
             for entry in entries {
                 let entry = entry.map_err(StoreError::io("listing", &dir))?;
                 let name = entry.file_name();
-                let Ok(h) = format!("{prefix}{}", name.to_string_lossy()).parse::<ObjectHash>() else {
+                let Ok(h) = format!("{prefix}{}", name.to_string_lossy()).parse::<ObjectHash>()
+                else {
                     continue;
                 };
                 let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
@@ -272,10 +290,14 @@ fn create_readonly(path: &Path) -> Result<File> {
 
 /// Hashes a file, multi-threaded when it is large.
 pub fn hash_file(path: &Path) -> Result<ObjectHash> {
-    let len = fs::metadata(path).map_err(StoreError::io("reading", path))?.len();
+    let len = fs::metadata(path)
+        .map_err(StoreError::io("reading", path))?
+        .len();
     let mut hasher = blake3::Hasher::new();
     if len >= PARALLEL_HASH {
-        hasher.update_mmap_rayon(path).map_err(StoreError::io("hashing", path))?;
+        hasher
+            .update_mmap_rayon(path)
+            .map_err(StoreError::io("hashing", path))?;
     } else {
         let mut f = File::open(path).map_err(StoreError::io("reading", path))?;
         let mut buf = vec![0u8; 256 << 10];
@@ -292,7 +314,11 @@ pub fn hash_file(path: &Path) -> Result<ObjectHash> {
 
 fn reflink(src: &Path, dest: &Path) -> std::io::Result<()> {
     let from = File::open(src)?;
-    let to = OpenOptions::new().write(true).create_new(true).mode(0o644).open(dest)?;
+    let to = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(dest)?;
     rustix::fs::ioctl_ficlone(&to, &from).map_err(|e| {
         drop(to);
         let _ = fs::remove_file(dest);
@@ -350,12 +376,16 @@ impl RemoteObjects {
         let dir = match url.strip_prefix("file://") {
             Some(p) => PathBuf::from(p),
             None if url.contains("://") => {
-                return Err(bad("expected a directory, file:///dir or s3://bucket/prefix".into()))
+                return Err(bad(
+                    "expected a directory, file:///dir or s3://bucket/prefix".into(),
+                ))
             }
             None => PathBuf::from(url),
         };
         fs::create_dir_all(&dir).map_err(StoreError::io("creating remote", &dir))?;
-        let dir = dir.canonicalize().map_err(StoreError::io("opening remote", &dir))?;
+        let dir = dir
+            .canonicalize()
+            .map_err(StoreError::io("opening remote", &dir))?;
         let store = object_store::local::LocalFileSystem::new_with_prefix(&dir).map_err(os_err)?;
         Ok(RemoteObjects {
             store: Arc::new(store),
@@ -371,7 +401,11 @@ impl RemoteObjects {
 
     fn key(&self, h: &ObjectHash) -> StorePath {
         let hex = h.to_hex();
-        let mut parts: Vec<String> = self.prefix.parts().map(|p| p.as_ref().to_string()).collect();
+        let mut parts: Vec<String> = self
+            .prefix
+            .parts()
+            .map(|p| p.as_ref().to_string())
+            .collect();
         parts.push(hex[..2].to_string());
         parts.push(hex[2..].to_string());
         StorePath::from_iter(parts)
@@ -388,12 +422,22 @@ impl RemoteObjects {
     /// request per object).
     pub async fn list(&self) -> Result<HashSet<ObjectHash>> {
         let prefix = (!self.prefix.as_ref().is_empty()).then_some(&self.prefix);
-        let metas: Vec<_> = self.store.list(prefix).try_collect().await.map_err(self.os_err())?;
+        let metas: Vec<_> = self
+            .store
+            .list(prefix)
+            .try_collect()
+            .await
+            .map_err(self.os_err())?;
         let skip = self.prefix.parts().count();
         Ok(metas
             .iter()
             .filter_map(|m| {
-                let parts: Vec<String> = m.location.parts().skip(skip).map(|p| p.as_ref().to_string()).collect();
+                let parts: Vec<String> = m
+                    .location
+                    .parts()
+                    .skip(skip)
+                    .map(|p| p.as_ref().to_string())
+                    .collect();
                 match parts.as_slice() {
                     [a, b] => format!("{a}{b}").parse().ok(),
                     _ => None,
@@ -406,18 +450,28 @@ impl RemoteObjects {
     pub async fn upload(&self, local: &LocalObjects, h: &ObjectHash) -> Result<()> {
         let path = local.path_of(h);
         let key = self.key(h);
-        let len = fs::metadata(&path).map_err(StoreError::io("reading object", &path))?.len();
+        let len = fs::metadata(&path)
+            .map_err(StoreError::io("reading object", &path))?
+            .len();
         if len <= 64 << 20 {
-            let bytes = tokio::fs::read(&path).await.map_err(StoreError::io("reading object", &path))?;
+            let bytes = tokio::fs::read(&path)
+                .await
+                .map_err(StoreError::io("reading object", &path))?;
             self.store
                 .put(&key, PutPayload::from(bytes))
                 .await
                 .map_err(self.os_err())?;
             return Ok(());
         }
-        let upload = self.store.put_multipart(&key).await.map_err(self.os_err())?;
+        let upload = self
+            .store
+            .put_multipart(&key)
+            .await
+            .map_err(self.os_err())?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, 16 << 20);
-        let mut file = tokio::fs::File::open(&path).await.map_err(StoreError::io("reading object", &path))?;
+        let mut file = tokio::fs::File::open(&path)
+            .await
+            .map_err(StoreError::io("reading object", &path))?;
         let mut buf = vec![0u8; 8 << 20];
         loop {
             let n = tokio::io::AsyncReadExt::read(&mut file, &mut buf)
@@ -444,13 +498,17 @@ impl RemoteObjects {
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(self.os_err())?;
             hasher.update(&chunk);
-            file.write_all(&chunk).map_err(StoreError::io("writing", &tmp))?;
+            file.write_all(&chunk)
+                .map_err(StoreError::io("writing", &tmp))?;
         }
         drop(file);
         let actual = ObjectHash::from_digest(hasher.finalize());
         if actual != *h {
             let _ = fs::remove_file(&tmp);
-            return Err(StoreError::CorruptObject { expected: *h, actual });
+            return Err(StoreError::CorruptObject {
+                expected: *h,
+                actual,
+            });
         }
         local.publish(&tmp, h)
     }

@@ -49,7 +49,9 @@ impl Project {
     /// Creates `.keel/` in `root` (or reuses it). Returns the project and
     /// whether it was newly created.
     pub fn init(root: &Path, overrides: &Overrides) -> Result<(Project, bool)> {
-        let root = root.canonicalize().map_err(StoreError::io("opening", root))?;
+        let root = root
+            .canonicalize()
+            .map_err(StoreError::io("opening", root))?;
         let dir = root.join(KEEL_DIR);
         let created = !dir.join(CONFIG).is_file();
         fs::create_dir_all(&dir).map_err(StoreError::io("creating", &dir))?;
@@ -76,7 +78,9 @@ impl Project {
 
     /// Finds the project containing `start` (itself or a parent).
     pub fn discover(start: &Path) -> Result<Project> {
-        let start = start.canonicalize().map_err(StoreError::io("opening", start))?;
+        let start = start
+            .canonicalize()
+            .map_err(StoreError::io("opening", start))?;
         let mut dir = Some(start.as_path());
         while let Some(d) = dir {
             let cfg = d.join(KEEL_DIR).join(CONFIG);
@@ -122,9 +126,10 @@ impl Project {
             Some(url) if url.contains("://") && !url.starts_with("file://") => {
                 return Err(StoreError::UnsupportedObjectsUrl {
                     url: url.clone(),
-                    reason: "the local object store must be a directory; use s3:// URLs as a remote \
+                    reason:
+                        "the local object store must be a directory; use s3:// URLs as a remote \
                              (`keel data push --remote s3://…`)"
-                        .into(),
+                            .into(),
                 })
             }
             Some(url) => {
@@ -182,8 +187,14 @@ fn write_config(path: &Path, config: &Config) -> Result<()> {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let parent = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = parent.join(format!(".{name}.keel-tmp-{}", uuid::Uuid::new_v4().simple()));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = parent.join(format!(
+        ".{name}.keel-tmp-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
     let result = (|| {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(bytes)?;

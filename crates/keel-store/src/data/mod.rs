@@ -20,8 +20,8 @@ mod tree;
 pub mod versions;
 
 pub use ops::{
-    add, checkout, diff, fsck, log, resolve_ref, status, AddReport, CheckoutOptions, CheckoutReport, DataChange,
-    DatasetStatus, DiffReport, FsckProblem, FsckReport, VersionRef,
+    add, checkout, diff, fsck, log, resolve_ref, status, AddReport, CheckoutOptions,
+    CheckoutReport, DataChange, DatasetStatus, DiffReport, FsckProblem, FsckReport, VersionRef,
 };
 pub use transfer::{pull, push, TransferReport};
 pub use tree::{Entry, Kind, Pointer};

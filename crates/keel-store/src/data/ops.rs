@@ -179,9 +179,15 @@ pub fn resolve_ref(store: &Store, cwd: &Path, spec: &str) -> Result<VersionRef> 
         .map_err(|_| bad(&format!("outside the project ({})", root.display())))?;
     let rel = rel.to_string_lossy().replace('\\', "/");
     if rel.is_empty() {
-        return Err(bad("is the project root; add a file or directory inside it"));
+        return Err(bad(
+            "is the project root; add a file or directory inside it",
+        ));
     }
-    if rel == crate::project::KEEL_DIR || rel.starts_with(".keel/") || rel == ".git" || rel.starts_with(".git/") {
+    if rel == crate::project::KEEL_DIR
+        || rel.starts_with(".keel/")
+        || rel == ".git"
+        || rel.starts_with(".git/")
+    {
         return Err(bad("is keel's or git's own directory"));
     }
     let path = DatasetPath::new(&rel).map_err(|e| bad(&e.to_string()))?;
@@ -371,7 +377,10 @@ fn ignore_in_git(root: &Path, dataset: &DatasetPath) {
 
 /// Hashes what is in the workspace for a dataset, using (and refreshing)
 /// the stat cache. `None` if nothing is there.
-fn workspace_tree(store: &Store, dataset: &DatasetPath) -> Result<Option<BTreeMap<String, ObjectHash>>> {
+fn workspace_tree(
+    store: &Store,
+    dataset: &DatasetPath,
+) -> Result<Option<BTreeMap<String, ObjectHash>>> {
     let abs = store.project.root().join(dataset.as_str());
     let started = tree::now_ns();
     let Some(scan) = tree::scan(&abs)? else {
@@ -387,7 +396,10 @@ fn workspace_tree(store: &Store, dataset: &DatasetPath) -> Result<Option<BTreeMa
             Some(h) => Ok(h),
             None => {
                 let h = crate::objects::hash_file(&f.abs)?;
-                fresh.lock().unwrap_or_else(|e| e.into_inner()).push((f.clone(), h));
+                fresh
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((f.clone(), h));
                 Ok(h)
             }
         })
@@ -408,7 +420,8 @@ fn workspace_tree(store: &Store, dataset: &DatasetPath) -> Result<Option<BTreeMa
 }
 
 fn compare(version: &[Entry], workspace: &BTreeMap<String, ObjectHash>) -> DiffReport {
-    let old: BTreeMap<&str, ObjectHash> = version.iter().map(|e| (e.path.as_str(), e.hash)).collect();
+    let old: BTreeMap<&str, ObjectHash> =
+        version.iter().map(|e| (e.path.as_str(), e.hash)).collect();
     let mut d = DiffReport::default();
     for (p, h) in workspace {
         match old.get(p.as_str()) {
@@ -447,13 +460,10 @@ pub async fn status(store: &Store, datasets: &[DatasetPath]) -> Result<Vec<Datas
             (None, Some(_)) => DataChange::NoPointer,
             (Some(_), None) => DataChange::DataMissing,
             (Some(p), Some(map)) => {
-                let tree = load_tree(&store.objects, p.kind, &p.object_hash(), p.size);
-                let tree = match tree {
-                    Ok(t) => t,
-                    // The manifest is not here (pulled pointer, no data):
-                    // every workspace file counts as unknown.
-                    Err(_) => Vec::new(),
-                };
+                // Without the manifest here (a pointer from a clone, nothing
+                // pulled yet) every workspace file counts as unknown.
+                let tree =
+                    load_tree(&store.objects, p.kind, &p.object_hash(), p.size).unwrap_or_default();
                 let d = compare(&tree, &map);
                 if d.added.is_empty() && d.removed.is_empty() && d.modified.is_empty() {
                     DataChange::UpToDate
@@ -482,7 +492,10 @@ pub(crate) async fn version_of(store: &Store, r: &VersionRef) -> Result<DatasetV
         Some(spec) => {
             // A pointer from another machine (a fresh clone with its own
             // DB) still names its own version.
-            if let Some(p) = pointer.as_ref().filter(|p| p.hash.starts_with(spec.as_str()) && spec.len() >= 4) {
+            if let Some(p) = pointer
+                .as_ref()
+                .filter(|p| p.hash.starts_with(spec.as_str()) && spec.len() >= 4)
+            {
                 if !all.iter().any(|v| v.hash == p.object_hash()) {
                     return Ok(from_pointer(&r.path, p));
                 }
@@ -504,9 +517,12 @@ pub(crate) async fn version_of(store: &Store, r: &VersionRef) -> Result<DatasetV
                     .cloned()
                     .unwrap_or_else(|| from_pointer(&r.path, &p)))
             }
-            None => all.last().cloned().ok_or_else(|| StoreError::DatasetNotFound {
-                path: r.path.to_string(),
-            }),
+            None => all
+                .last()
+                .cloned()
+                .ok_or_else(|| StoreError::DatasetNotFound {
+                    path: r.path.to_string(),
+                }),
         },
     }
 }
@@ -533,25 +549,33 @@ pub(crate) fn from_pointer(path: &DatasetPath, p: &Pointer) -> DatasetVersion {
 /// (skipping `.git`, `.keel` and the datasets' own directories).
 pub(crate) fn find_pointers(root: &Path) -> Vec<DatasetPath> {
     let mut out = Vec::new();
-    let walker = walkdir::WalkDir::new(root).sort_by_file_name().into_iter().filter_entry(|e| {
-        let name = e.file_name().to_string_lossy();
-        if e.depth() > 0 && e.file_type().is_dir() {
-            if name == ".git" || name == crate::project::KEEL_DIR {
-                return false;
+    let walker = walkdir::WalkDir::new(root)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| {
+            let name = e.file_name().to_string_lossy();
+            if e.depth() > 0 && e.file_type().is_dir() {
+                if name == ".git" || name == crate::project::KEEL_DIR {
+                    return false;
+                }
+                let mut ptr = e.path().as_os_str().to_owned();
+                ptr.push(".keel");
+                return !Path::new(&ptr).is_file();
             }
-            let mut ptr = e.path().as_os_str().to_owned();
-            ptr.push(".keel");
-            return !Path::new(&ptr).is_file();
-        }
-        true
-    });
+            true
+        });
     for e in walker.flatten() {
         if !e.file_type().is_file() {
             continue;
         }
-        let Ok(rel) = e.path().strip_prefix(root) else { continue };
+        let Ok(rel) = e.path().strip_prefix(root) else {
+            continue;
+        };
         let rel = rel.to_string_lossy();
-        if let Some(ds) = rel.strip_suffix(".keel").and_then(|d| DatasetPath::new(d).ok()) {
+        if let Some(ds) = rel
+            .strip_suffix(".keel")
+            .and_then(|d| DatasetPath::new(d).ok())
+        {
             if matches!(Pointer::read(e.path()), Ok(Some(_))) {
                 out.push(ds);
             }
@@ -572,7 +596,11 @@ pub async fn log(store: &Store, dataset: &DatasetPath) -> Result<Vec<DatasetVers
 }
 
 /// Files added, removed and modified from version `a` to version `b`.
-pub async fn diff(store: &Store, a: &VersionRef, b: &VersionRef) -> Result<(DatasetVersion, DatasetVersion, DiffReport)> {
+pub async fn diff(
+    store: &Store,
+    a: &VersionRef,
+    b: &VersionRef,
+) -> Result<(DatasetVersion, DatasetVersion, DiffReport)> {
     let va = version_of(store, a).await?;
     let vb = version_of(store, b).await?;
     let ta = load_tree(&store.objects, va.kind, &va.hash, va.size)?;
@@ -622,7 +650,8 @@ pub async fn checkout(
         .filter(|p| shape_change || !wanted.contains(p.as_str()))
         .cloned()
         .collect();
-    let wanted_hash: HashMap<&str, ObjectHash> = tree.iter().map(|e| (e.path.as_str(), e.hash)).collect();
+    let wanted_hash: HashMap<&str, ObjectHash> =
+        tree.iter().map(|e| (e.path.as_str(), e.hash)).collect();
     if !options.force {
         // Files checkout would delete or overwrite whose bytes are stored
         // nowhere: an edit never added would be lost.
@@ -644,7 +673,11 @@ pub async fn checkout(
     }
     let mut removed = 0;
     for p in &extras {
-        let file = if p.is_empty() { abs.clone() } else { abs.join(p) };
+        let file = if p.is_empty() {
+            abs.clone()
+        } else {
+            abs.join(p)
+        };
         std::fs::remove_file(&file).map_err(StoreError::io("removing", &file))?;
         current_map.remove(p);
         removed += 1;
@@ -663,7 +696,15 @@ pub async fn checkout(
         let mut checked = HashSet::new();
         for e in &tree {
             let mut dir = String::new();
-            for part in e.path.split('/').collect::<Vec<_>>().iter().rev().skip(1).rev() {
+            for part in e
+                .path
+                .split('/')
+                .collect::<Vec<_>>()
+                .iter()
+                .rev()
+                .skip(1)
+                .rev()
+            {
                 if !dir.is_empty() {
                     dir.push('/');
                 }
@@ -682,7 +723,10 @@ pub async fn checkout(
             }
         }
     }
-    let todo: Vec<&Entry> = tree.iter().filter(|e| current_map.get(&e.path) != Some(&e.hash)).collect();
+    let todo: Vec<&Entry> = tree
+        .iter()
+        .filter(|e| current_map.get(&e.path) != Some(&e.hash))
+        .collect();
     let unchanged = (tree.len() - todo.len()) as u64;
     progress.begin(
         &format!("checking out {}@{}", version.path, version.seq),
@@ -691,7 +735,11 @@ pub async fn checkout(
     );
     todo.par_iter()
         .map(|e| {
-            let dest = if e.path.is_empty() { abs.clone() } else { abs.join(&e.path) };
+            let dest = if e.path.is_empty() {
+                abs.clone()
+            } else {
+                abs.join(&e.path)
+            };
             objects.materialize(&e.hash, &dest, options.link, e.exec)?;
             progress.advance(e.size);
             Ok(())
@@ -707,7 +755,8 @@ pub async fn checkout(
     let state = store.project.state_dir("stat")?;
     let mut cache = StatCache::load(&state, &version.path);
     if let Some(scan) = tree::scan(&abs)? {
-        let by_path: HashMap<&str, ObjectHash> = tree.iter().map(|e| (e.path.as_str(), e.hash)).collect();
+        let by_path: HashMap<&str, ObjectHash> =
+            tree.iter().map(|e| (e.path.as_str(), e.hash)).collect();
         for f in &scan.files {
             if let Some(h) = by_path.get(f.rel.as_str()) {
                 cache.insert(f, *h);
@@ -777,14 +826,20 @@ pub async fn fsck(store: &Store, repair: bool, progress: &dyn Progress) -> Resul
     for v in &all {
         let label = format!("{}@{}", v.path, v.seq);
         if v.kind == Kind::Dir {
-            users.entry(v.hash).or_default().push(format!("{label} (manifest)"));
+            users
+                .entry(v.hash)
+                .or_default()
+                .push(format!("{label} (manifest)"));
             if !objects.contains(&v.hash) {
                 continue;
             }
             match load_tree(objects, v.kind, &v.hash, v.size) {
                 Ok(tree) => {
                     for e in tree {
-                        users.entry(e.hash).or_default().push(format!("{label}:{}", e.path));
+                        users
+                            .entry(e.hash)
+                            .or_default()
+                            .push(format!("{label}:{}", e.path));
                     }
                 }
                 Err(e) => report.problems.push(FsckProblem::BadManifest {
@@ -826,7 +881,8 @@ pub async fn fsck(store: &Store, repair: bool, progress: &dyn Progress) -> Resul
             used_by: users.get(&hash).cloned().unwrap_or_default(),
         });
     }
-    let mut missing: Vec<(&ObjectHash, &Vec<String>)> = users.iter().filter(|(h, _)| !present.contains(h)).collect();
+    let mut missing: Vec<(&ObjectHash, &Vec<String>)> =
+        users.iter().filter(|(h, _)| !present.contains(h)).collect();
     missing.sort();
     for (hash, used_by) in missing {
         report.problems.push(FsckProblem::Missing {

@@ -3,7 +3,9 @@ use std::collections::HashSet;
 use futures::{stream, StreamExt, TryStreamExt};
 use keel_core::{ObjectHash, Progress, Unit};
 
-use super::ops::{checkout, find_pointers, version_of, CheckoutOptions, CheckoutReport, VersionRef};
+use super::ops::{
+    checkout, find_pointers, version_of, CheckoutOptions, CheckoutReport, VersionRef,
+};
 use super::tree::{decode_manifest, load_tree, Kind};
 use super::versions::{self, DatasetVersion};
 use crate::error::{Result, StoreError};
@@ -26,14 +28,21 @@ pub struct TransferReport {
     pub checkouts: Vec<CheckoutReport>,
 }
 
-async fn select_versions(store: &Store, refs: &[VersionRef], all_versions: bool) -> Result<Vec<DatasetVersion>> {
+async fn select_versions(
+    store: &Store,
+    refs: &[VersionRef],
+    all_versions: bool,
+) -> Result<Vec<DatasetVersion>> {
     if refs.is_empty() && all_versions {
         return versions::list_all(&store.db).await;
     }
     let refs: Vec<VersionRef> = if refs.is_empty() {
         find_pointers(store.project.root())
             .into_iter()
-            .map(|path| VersionRef { path, version: None })
+            .map(|path| VersionRef {
+                path,
+                version: None,
+            })
             .collect()
     } else {
         refs.to_vec()
@@ -57,7 +66,11 @@ async fn select_versions(store: &Store, refs: &[VersionRef], all_versions: bool)
 
 /// Runs `op` on every object, `CONCURRENCY` at a time, advancing the
 /// progress by each object's size; returns (objects, bytes).
-async fn transfer_all<'a, F, Fut>(items: &'a [(ObjectHash, u64)], progress: &dyn Progress, op: F) -> Result<(u64, u64)>
+async fn transfer_all<'a, F, Fut>(
+    items: &'a [(ObjectHash, u64)],
+    progress: &dyn Progress,
+    op: F,
+) -> Result<(u64, u64)>
 where
     F: Fn(&'a ObjectHash) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
@@ -69,7 +82,9 @@ where
         Ok::<_, StoreError>(*size)
     }))
     .buffer_unordered(CONCURRENCY)
-    .try_fold((0u64, 0u64), |(n, b), size| futures::future::ready(Ok((n + 1, b + size))))
+    .try_fold((0u64, 0u64), |(n, b), size| {
+        futures::future::ready(Ok((n + 1, b + size)))
+    })
     .await
 }
 
@@ -103,7 +118,11 @@ pub async fn push(
         }
     }
     let on_remote = remote.list().await?;
-    let todo: Vec<(ObjectHash, u64)> = needed.iter().filter(|(h, _)| !on_remote.contains(h)).copied().collect();
+    let todo: Vec<(ObjectHash, u64)> = needed
+        .iter()
+        .filter(|(h, _)| !on_remote.contains(h))
+        .copied()
+        .collect();
     let mut report = TransferReport {
         present: (needed.len() - todo.len()) as u64,
         ..TransferReport::default()
@@ -165,7 +184,10 @@ pub async fn pull(
             }
         }
     }
-    let absent: Vec<&(ObjectHash, u64, String)> = needed.iter().filter(|(h, _, _)| !on_remote.contains(h)).collect();
+    let absent: Vec<&(ObjectHash, u64, String)> = needed
+        .iter()
+        .filter(|(h, _, _)| !on_remote.contains(h))
+        .collect();
     if let Some(first) = absent.first() {
         return Err(StoreError::RemoteObjectMissing {
             remote: remote.url().to_string(),
@@ -190,7 +212,9 @@ pub async fn pull(
             path: v.path.clone(),
             version: Some(v.hash.to_hex()),
         };
-        report.checkouts.push(checkout(store, &r, options, progress).await?);
+        report
+            .checkouts
+            .push(checkout(store, &r, options, progress).await?);
     }
     Ok(report)
 }

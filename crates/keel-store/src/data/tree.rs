@@ -97,7 +97,10 @@ pub fn decode_manifest(hash: &ObjectHash, bytes: &[u8]) -> Result<Vec<Entry>> {
     let file: ManifestFile =
         serde_json::from_slice(bytes).map_err(|e| bad(format!("not a keel manifest: {e}")))?;
     if file.keel_manifest != 1 {
-        return Err(bad(format!("unsupported manifest version {}", file.keel_manifest)));
+        return Err(bad(format!(
+            "unsupported manifest version {}",
+            file.keel_manifest
+        )));
     }
     // A manifest may come from an untrusted remote: every path must stay
     // inside the dataset (relative, normalised, no `..`), appear once, and
@@ -127,7 +130,12 @@ pub fn decode_manifest(hash: &ObjectHash, bytes: &[u8]) -> Result<Vec<Entry>> {
 
 /// The files of a version: its manifest for a directory, one entry for a
 /// file.
-pub fn load_tree(objects: &LocalObjects, kind: Kind, hash: &ObjectHash, size: u64) -> Result<Vec<Entry>> {
+pub fn load_tree(
+    objects: &LocalObjects,
+    kind: Kind,
+    hash: &ObjectHash,
+    size: u64,
+) -> Result<Vec<Entry>> {
     match kind {
         Kind::File => Ok(vec![Entry {
             path: String::new(),
@@ -175,18 +183,22 @@ impl Pointer {
             line: e.location().map(|l| l.line()),
             message: format!("not a keel pointer file: {e}"),
         })?;
-        p.hash.parse::<ObjectHash>().map_err(|e| StoreError::Parse {
-            path: path.to_path_buf(),
-            line: None,
-            message: format!("field `hash`: {e}"),
-        })?;
+        p.hash
+            .parse::<ObjectHash>()
+            .map_err(|e| StoreError::Parse {
+                path: path.to_path_buf(),
+                line: None,
+                message: format!("field `hash`: {e}"),
+            })?;
         Ok(Some(p))
     }
 
     /// The version hash, parsed.
     pub fn object_hash(&self) -> ObjectHash {
         // Validated by `read` and by construction.
-        self.hash.parse().unwrap_or_else(|_| ObjectHash::of_bytes(b""))
+        self.hash
+            .parse()
+            .unwrap_or_else(|_| ObjectHash::of_bytes(b""))
     }
 
     /// Writes the pointer atomically.
@@ -261,14 +273,24 @@ pub fn scan(abs: &Path) -> Result<Option<Scan>> {
         let rel_path = entry.path().strip_prefix(abs).unwrap_or(entry.path());
         let Some(rel) = rel_path.to_str().map(str::to_string) else {
             // A lossy name would be restored under another name.
-            scan.skipped.push((rel_path.to_string_lossy().into_owned(), "name is not valid UTF-8"));
+            scan.skipped.push((
+                rel_path.to_string_lossy().into_owned(),
+                "name is not valid UTF-8",
+            ));
             continue;
         };
         if is_keel_temp(&rel) {
             continue;
         }
         if !ft.is_file() {
-            scan.skipped.push((rel, if ft.is_symlink() { "symbolic link" } else { "not a regular file" }));
+            scan.skipped.push((
+                rel,
+                if ft.is_symlink() {
+                    "symbolic link"
+                } else {
+                    "not a regular file"
+                },
+            ));
             continue;
         }
         let meta = entry
@@ -374,7 +396,10 @@ impl StatCache {
                 entries.insert(path, e);
             }
         }
-        StatCache { written_ns, entries }
+        StatCache {
+            written_ns,
+            entries,
+        }
     }
 
     /// The cached hash of a file, if its stat (size, mtime, ctime, inode)
@@ -415,7 +440,12 @@ impl StatCache {
     /// Saves the cache atomically. `scan_started_ns` is when the scan whose
     /// stats it holds began (see [`now_ns`]): entries modified close to or
     /// after it are not trusted later.
-    pub fn save(&self, state_dir: &Path, dataset: &DatasetPath, scan_started_ns: i128) -> Result<()> {
+    pub fn save(
+        &self,
+        state_dir: &Path,
+        dataset: &DatasetPath,
+        scan_started_ns: i128,
+    ) -> Result<()> {
         use std::fmt::Write;
         let mut out = String::with_capacity(self.entries.len() * 140);
         let _ = writeln!(out, "#keel-stat 2 {scan_started_ns}");

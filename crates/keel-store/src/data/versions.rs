@@ -93,12 +93,14 @@ pub async fn record(db: &Db, v: &NewVersion<'_>) -> Result<(DatasetVersion, bool
     loop {
         attempt += 1;
         let mut tx = db.pool().begin().await.map_err(StoreError::db(ctx()))?;
-        sqlx::query("INSERT INTO datasets (path, created_at) VALUES ($1, $2) ON CONFLICT (path) DO NOTHING")
-            .bind(v.path.as_str())
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::db(ctx()))?;
+        sqlx::query(
+            "INSERT INTO datasets (path, created_at) VALUES ($1, $2) ON CONFLICT (path) DO NOTHING",
+        )
+        .bind(v.path.as_str())
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::db(ctx()))?;
         let latest = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM dataset_versions WHERE path = $1 ORDER BY seq DESC LIMIT 1"
         )))
@@ -182,7 +184,11 @@ pub async fn list_all(db: &Db) -> Result<Vec<DatasetVersion>> {
 
 /// Resolves a version spec (`3`, `v3`, `latest`, or a hash prefix of at
 /// least 4 digits) among a dataset's versions.
-pub fn resolve<'a>(path: &DatasetPath, versions: &'a [DatasetVersion], spec: &str) -> Result<&'a DatasetVersion> {
+pub fn resolve<'a>(
+    path: &DatasetPath,
+    versions: &'a [DatasetVersion],
+    spec: &str,
+) -> Result<&'a DatasetVersion> {
     let not_found = || StoreError::VersionNotFound {
         path: path.to_string(),
         spec: spec.to_string(),
@@ -197,7 +203,10 @@ pub fn resolve<'a>(path: &DatasetPath, versions: &'a [DatasetVersion], spec: &st
         }
     }
     if spec.len() >= 4 && spec.bytes().all(|b| b.is_ascii_hexdigit()) {
-        let hits: Vec<_> = versions.iter().filter(|v| v.hash.to_hex().starts_with(spec)).collect();
+        let hits: Vec<_> = versions
+            .iter()
+            .filter(|v| v.hash.to_hex().starts_with(spec))
+            .collect();
         // Versions with the same content (v1, then v3 after a checkout of
         // v1 and a re-add) are the same data: the latest of them answers.
         let distinct: std::collections::HashSet<_> = hits.iter().map(|v| v.hash).collect();

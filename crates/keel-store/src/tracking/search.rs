@@ -281,7 +281,8 @@ impl Parser<'_> {
 
     /// `<entity>.<key>` (key may be dotted, quoted or backticked) or a bare attribute.
     fn key(&mut self) -> TrackingResult<Key> {
-        let Some(Tok::Ident(first) | Tok::Backticked(first) | Tok::Quoted(first)) = self.next() else {
+        let Some(Tok::Ident(first) | Tok::Backticked(first) | Tok::Quoted(first)) = self.next()
+        else {
             return Err(self.err("expected an identifier"));
         };
         if self.peek() != Some(&Tok::Dot) {

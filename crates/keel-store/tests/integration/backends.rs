@@ -34,7 +34,9 @@ pub async fn fresh_db(backend: Backend, dir: &Path) -> String {
             let admin = std::env::var("KEEL_TEST_POSTGRES").unwrap();
             let name = format!("keel_t_{}", uuid::Uuid::new_v4().simple());
             sqlx::any::install_default_drivers();
-            let pool = sqlx::AnyPool::connect(&admin).await.expect("connect to KEEL_TEST_POSTGRES");
+            let pool = sqlx::AnyPool::connect(&admin)
+                .await
+                .expect("connect to KEEL_TEST_POSTGRES");
             pool.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
                 .await
                 .expect("create test database");
@@ -55,5 +57,7 @@ pub async fn project(backend: Backend, dir: &Path) -> Store {
     };
     let (project, created) = Project::init(dir, &overrides).unwrap();
     assert!(created);
-    Store::from_project(project, &Overrides::default()).await.unwrap()
+    Store::from_project(project, &Overrides::default())
+        .await
+        .unwrap()
 }

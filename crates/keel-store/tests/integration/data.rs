@@ -59,15 +59,23 @@ async fn add_modify_add_checkout_round_trip() {
         let root = tmp.path();
         let store = project(backend, root).await;
         for i in 0..300 {
-            write(root, &format!("data/part-{}/f{i}.txt", i % 7), format!("row {i}\n").as_bytes());
+            write(
+                root,
+                &format!("data/part-{}/f{i}.txt", i % 7),
+                format!("row {i}\n").as_bytes(),
+            );
         }
         write(root, "data/dup-a.bin", b"same bytes");
         write(root, "data/dup-b.bin", b"same bytes");
-        let big: Vec<u8> = (0..(20u32 << 20)).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let big: Vec<u8> = (0..(20u32 << 20))
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         write(root, "data/big.bin", &big);
         let original = sha256_tree(&root.join("data"));
 
-        let r1 = data::add(&store, &ds("data"), Some("first"), &NoProgress).await.unwrap();
+        let r1 = data::add(&store, &ds("data"), Some("first"), &NoProgress)
+            .await
+            .unwrap();
         assert_eq!(r1.version.seq.0, 1);
         assert!(r1.new_version);
         assert_eq!(r1.version.nfiles, 303);
@@ -78,7 +86,9 @@ async fn add_modify_add_checkout_round_trip() {
         // Unchanged re-add: nothing hashed (stat cache), no new version.
         // Sleep past the racy window so every entry is trusted.
         std::thread::sleep(std::time::Duration::from_millis(1100));
-        let again = data::add(&store, &ds("data"), None, &NoProgress).await.unwrap();
+        let again = data::add(&store, &ds("data"), None, &NoProgress)
+            .await
+            .unwrap();
         assert!(!again.new_version);
         assert_eq!(again.version.seq.0, 1);
 
@@ -95,13 +105,21 @@ async fn add_modify_add_checkout_round_trip() {
                 modified: vec!["part-0/f0.txt".into()],
             }
         );
-        let r2 = data::add(&store, &ds("data"), Some("second"), &NoProgress).await.unwrap();
+        let r2 = data::add(&store, &ds("data"), Some("second"), &NoProgress)
+            .await
+            .unwrap();
         assert_eq!(r2.version.seq.0, 2);
-        assert!(r2.hashed_files <= 3, "only changed files are read, read {}", r2.hashed_files);
+        assert!(
+            r2.hashed_files <= 3,
+            "only changed files are read, read {}",
+            r2.hashed_files
+        );
         let st = data::status(&store, &[ds("data")]).await.unwrap();
         assert_eq!(st[0].change, DataChange::UpToDate);
 
-        let (_, _, d) = data::diff(&store, &at("data", "1"), &at("data", "v2")).await.unwrap();
+        let (_, _, d) = data::diff(&store, &at("data", "1"), &at("data", "v2"))
+            .await
+            .unwrap();
         assert_eq!(d.added, vec!["new/extra.txt"]);
         assert_eq!(d.removed, vec!["part-1/f1.txt"]);
         assert_eq!(d.modified, vec!["part-0/f0.txt"]);
@@ -112,17 +130,29 @@ async fn add_modify_add_checkout_round_trip() {
         assert_eq!(log[0].message.as_deref(), Some("first"));
 
         // Back to v1: byte-identical by an independent hash.
-        let co = data::checkout(&store, &at("data", "1"), AUTO, &NoProgress).await.unwrap();
+        let co = data::checkout(&store, &at("data", "1"), AUTO, &NoProgress)
+            .await
+            .unwrap();
         assert_eq!(co.written, 2);
         assert_eq!(co.removed, 1);
         assert_eq!(sha256_tree(&root.join("data")), original, "{backend:?}");
-        let pointer = data::Pointer::read(&root.join("data.keel")).unwrap().unwrap();
+        let pointer = data::Pointer::read(&root.join("data.keel"))
+            .unwrap()
+            .unwrap();
         assert_eq!(pointer.version, 1);
         // And forward again by hash prefix.
-        data::checkout(&store, &at("data", &r2.version.hash.short(10)), AUTO, &NoProgress)
-            .await
-            .unwrap();
-        assert_eq!(fs::read(root.join("data/new/extra.txt")).unwrap(), b"new file\n");
+        data::checkout(
+            &store,
+            &at("data", &r2.version.hash.short(10)),
+            AUTO,
+            &NoProgress,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            fs::read(root.join("data/new/extra.txt")).unwrap(),
+            b"new file\n"
+        );
 
         let report = data::fsck(&store, false, &NoProgress).await.unwrap();
         assert!(report.problems.is_empty(), "{:?}", report.problems);
@@ -137,14 +167,21 @@ async fn single_files_hardlinks_and_protection() {
         let root = tmp.path();
         let store = project(backend, root).await;
         write(root, "model.bin", b"v1 bytes");
-        let v1 = data::add(&store, &ds("model.bin"), None, &NoProgress).await.unwrap().version;
+        let v1 = data::add(&store, &ds("model.bin"), None, &NoProgress)
+            .await
+            .unwrap()
+            .version;
         write(root, "model.bin", b"v2 bytes, longer");
-        data::add(&store, &ds("model.bin"), None, &NoProgress).await.unwrap();
+        data::add(&store, &ds("model.bin"), None, &NoProgress)
+            .await
+            .unwrap();
         let opts = CheckoutOptions {
             link: LinkMode::Hardlink,
             force: false,
         };
-        data::checkout(&store, &at("model.bin", "1"), opts, &NoProgress).await.unwrap();
+        data::checkout(&store, &at("model.bin", "1"), opts, &NoProgress)
+            .await
+            .unwrap();
         assert_eq!(fs::read(root.join("model.bin")).unwrap(), b"v1 bytes");
         // A hard-linked file is read-only: writing it would write the object.
         let meta = fs::metadata(root.join("model.bin")).unwrap();
@@ -162,16 +199,22 @@ async fn checkout_refuses_to_delete_unsaved_files() {
         let root = tmp.path();
         let store = project(backend, root).await;
         write(root, "d/a.txt", b"a");
-        data::add(&store, &ds("d"), None, &NoProgress).await.unwrap();
+        data::add(&store, &ds("d"), None, &NoProgress)
+            .await
+            .unwrap();
         write(root, "d/precious.txt", b"never added");
-        let err = data::checkout(&store, &at("d", "1"), AUTO, &NoProgress).await.unwrap_err();
+        let err = data::checkout(&store, &at("d", "1"), AUTO, &NoProgress)
+            .await
+            .unwrap_err();
         assert!(matches!(err, StoreError::WouldLoseData { .. }), "{err}");
         assert!(root.join("d/precious.txt").exists());
         let forced = CheckoutOptions {
             link: LinkMode::Auto,
             force: true,
         };
-        data::checkout(&store, &at("d", "1"), forced, &NoProgress).await.unwrap();
+        data::checkout(&store, &at("d", "1"), forced, &NoProgress)
+            .await
+            .unwrap();
         assert!(!root.join("d/precious.txt").exists());
     }
 }
@@ -184,7 +227,9 @@ async fn fsck_names_corrupt_objects_and_their_datasets() {
         let store = project(backend, root).await;
         write(root, "d/a.txt", b"alpha");
         write(root, "d/b.txt", b"beta");
-        data::add(&store, &ds("d"), None, &NoProgress).await.unwrap();
+        data::add(&store, &ds("d"), None, &NoProgress)
+            .await
+            .unwrap();
         let target = keel_core::ObjectHash::of_bytes(b"beta");
         let path = store.objects.path_of(&target);
         let mut perm = fs::metadata(&path).unwrap().permissions();
@@ -196,7 +241,11 @@ async fn fsck_names_corrupt_objects_and_their_datasets() {
         let report = data::fsck(&store, false, &NoProgress).await.unwrap();
         assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
         match &report.problems[0] {
-            FsckProblem::Corrupt { hash, actual, used_by } => {
+            FsckProblem::Corrupt {
+                hash,
+                actual,
+                used_by,
+            } => {
                 assert_eq!(*hash, target);
                 assert_eq!(*actual, keel_core::ObjectHash::of_bytes(b"bitrot"));
                 assert_eq!(used_by, &vec!["d@v1:b.txt".to_string()]);
@@ -207,10 +256,15 @@ async fn fsck_names_corrupt_objects_and_their_datasets() {
         // the data is added again, which heals the store.
         data::fsck(&store, true, &NoProgress).await.unwrap();
         let report = data::fsck(&store, false, &NoProgress).await.unwrap();
-        assert!(matches!(report.problems.as_slice(), [FsckProblem::Missing { .. }]));
+        assert!(matches!(
+            report.problems.as_slice(),
+            [FsckProblem::Missing { .. }]
+        ));
         std::thread::sleep(std::time::Duration::from_millis(1100));
         fs::write(root.join("d/b.txt"), b"beta").unwrap();
-        data::add(&store, &ds("d"), None, &NoProgress).await.unwrap();
+        data::add(&store, &ds("d"), None, &NoProgress)
+            .await
+            .unwrap();
         let report = data::fsck(&store, false, &NoProgress).await.unwrap();
         assert!(report.problems.is_empty(), "{:?}", report.problems);
     }
@@ -224,15 +278,25 @@ async fn push_pull_through_a_remote_into_a_fresh_clone() {
         fs::create_dir_all(&a).unwrap();
         let store = project(backend, &a).await;
         for i in 0..50 {
-            write(&a, &format!("data/{i}.csv"), format!("x,y\n{i},{}\n", i * i).as_bytes());
+            write(
+                &a,
+                &format!("data/{i}.csv"),
+                format!("x,y\n{i},{}\n", i * i).as_bytes(),
+            );
         }
-        data::add(&store, &ds("data"), None, &NoProgress).await.unwrap();
+        data::add(&store, &ds("data"), None, &NoProgress)
+            .await
+            .unwrap();
         let original = sha256_tree(&a.join("data"));
         let remote_dir = tmp.path().join("remote");
         let remote = RemoteObjects::open(remote_dir.to_str().unwrap()).unwrap();
-        let pushed = data::push(&store, &remote, &[], false, &NoProgress).await.unwrap();
+        let pushed = data::push(&store, &remote, &[], false, &NoProgress)
+            .await
+            .unwrap();
         assert_eq!(pushed.transferred, 51);
-        let again = data::push(&store, &remote, &[], false, &NoProgress).await.unwrap();
+        let again = data::push(&store, &remote, &[], false, &NoProgress)
+            .await
+            .unwrap();
         assert_eq!((again.transferred, again.present), (0, 51));
 
         // A fresh clone: only the pointer file (as git would bring it),
@@ -241,13 +305,27 @@ async fn push_pull_through_a_remote_into_a_fresh_clone() {
         fs::create_dir_all(&b).unwrap();
         fs::copy(a.join("data.keel"), b.join("data.keel")).unwrap();
         let (pb, _) = Project::init(&b, &Overrides::default()).unwrap();
-        let clone = Store::from_project(pb, &Overrides::default()).await.unwrap();
-        let pulled = data::pull(&clone, &remote, &[VersionRef { path: ds("data"), version: None }], AUTO, &NoProgress)
+        let clone = Store::from_project(pb, &Overrides::default())
             .await
             .unwrap();
+        let pulled = data::pull(
+            &clone,
+            &remote,
+            &[VersionRef {
+                path: ds("data"),
+                version: None,
+            }],
+            AUTO,
+            &NoProgress,
+        )
+        .await
+        .unwrap();
         assert_eq!(pulled.transferred, 51);
         assert_eq!(sha256_tree(&b.join("data")), original);
-        assert_eq!(fs::read(b.join("data.keel")).unwrap(), fs::read(a.join("data.keel")).unwrap());
+        assert_eq!(
+            fs::read(b.join("data.keel")).unwrap(),
+            fs::read(a.join("data.keel")).unwrap()
+        );
 
         // An object missing on the remote: a clear error naming it.
         let c = tmp.path().join("c");
@@ -256,14 +334,31 @@ async fn push_pull_through_a_remote_into_a_fresh_clone() {
         let victim = keel_core::ObjectHash::of_bytes(b"x,y\n7,49\n").to_hex();
         fs::remove_file(remote_dir.join(&victim[..2]).join(&victim[2..])).unwrap();
         let (pc, _) = Project::init(&c, &Overrides::default()).unwrap();
-        let third = Store::from_project(pc, &Overrides::default()).await.unwrap();
-        let err = data::pull(&third, &remote, &[VersionRef { path: ds("data"), version: None }], AUTO, &NoProgress)
+        let third = Store::from_project(pc, &Overrides::default())
             .await
-            .unwrap_err();
+            .unwrap();
+        let err = data::pull(
+            &third,
+            &remote,
+            &[VersionRef {
+                path: ds("data"),
+                version: None,
+            }],
+            AUTO,
+            &NoProgress,
+        )
+        .await
+        .unwrap_err();
         let msg = err.to_string();
-        assert!(matches!(err, StoreError::RemoteObjectMissing { count: 1, .. }), "{msg}");
+        assert!(
+            matches!(err, StoreError::RemoteObjectMissing { count: 1, .. }),
+            "{msg}"
+        );
         assert!(msg.contains(&victim) && msg.contains("data/7.csv"), "{msg}");
-        assert!(!c.join("data").exists(), "nothing checked out from a failed pull");
+        assert!(
+            !c.join("data").exists(),
+            "nothing checked out from a failed pull"
+        );
     }
 }
 
@@ -273,16 +368,36 @@ async fn bad_pointer_files_name_file_and_line() {
     let root = tmp.path();
     let store = project(backends()[0], root).await;
     write(root, "d/a.txt", b"a");
-    data::add(&store, &ds("d"), None, &NoProgress).await.unwrap();
-    fs::write(root.join("d.keel"), "path: d\nkind: dir\nhash: nothex\nsize: 1\nfiles: 1\nversion: 1\n").unwrap();
-    let err = data::checkout(&store, &VersionRef { path: ds("d"), version: None }, AUTO, &NoProgress)
+    data::add(&store, &ds("d"), None, &NoProgress)
+        .await
+        .unwrap();
+    fs::write(
+        root.join("d.keel"),
+        "path: d\nkind: dir\nhash: nothex\nsize: 1\nfiles: 1\nversion: 1\n",
+    )
+    .unwrap();
+    let err = data::checkout(
+        &store,
+        &VersionRef {
+            path: ds("d"),
+            version: None,
+        },
+        AUTO,
+        &NoProgress,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("d.keel") && err.contains("hash"), "{err}");
+    fs::write(root.join("d.keel"), "path: d\nkind: [oops\n").unwrap();
+    let err = data::status(&store, &[ds("d")])
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains("d.keel") && err.contains("hash"), "{err}");
-    fs::write(root.join("d.keel"), "path: d\nkind: [oops\n").unwrap();
-    let err = data::status(&store, &[ds("d")]).await.unwrap_err().to_string();
-    assert!(err.contains("d.keel:2") || err.contains("d.keel:3"), "{err}");
+    assert!(
+        err.contains("d.keel:2") || err.contains("d.keel:3"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -291,10 +406,17 @@ async fn checkout_refuses_to_overwrite_unsaved_edits() {
     let root = tmp.path();
     let store = project(backends()[0], root).await;
     write(root, "d/a.csv", b"v1");
-    data::add(&store, &ds("d"), None, &NoProgress).await.unwrap();
+    data::add(&store, &ds("d"), None, &NoProgress)
+        .await
+        .unwrap();
     write(root, "d/a.csv", b"v2, never added");
-    let err = data::checkout(&store, &at("d", "1"), AUTO, &NoProgress).await.unwrap_err();
-    assert!(matches!(err, StoreError::WouldLoseData { count: 1, .. }), "{err}");
+    let err = data::checkout(&store, &at("d", "1"), AUTO, &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::WouldLoseData { count: 1, .. }),
+        "{err}"
+    );
     assert_eq!(fs::read(root.join("d/a.csv")).unwrap(), b"v2, never added");
 }
 
@@ -304,15 +426,25 @@ async fn same_content_in_two_versions_is_not_ambiguous() {
     let root = tmp.path();
     let store = project(backends()[0], root).await;
     write(root, "d/a.csv", b"one");
-    let v1 = data::add(&store, &ds("d"), None, &NoProgress).await.unwrap().version;
+    let v1 = data::add(&store, &ds("d"), None, &NoProgress)
+        .await
+        .unwrap()
+        .version;
     write(root, "d/a.csv", b"two, longer");
-    data::add(&store, &ds("d"), None, &NoProgress).await.unwrap();
-    data::checkout(&store, &at("d", "1"), AUTO, &NoProgress).await.unwrap();
+    data::add(&store, &ds("d"), None, &NoProgress)
+        .await
+        .unwrap();
+    data::checkout(&store, &at("d", "1"), AUTO, &NoProgress)
+        .await
+        .unwrap();
     // Touch the file so the add reads it again; it records v3 with v1's
     // hash (history is a log: returning to old content is a new entry).
     std::thread::sleep(std::time::Duration::from_millis(1100));
     write(root, "d/a.csv", b"one");
-    let v3 = data::add(&store, &ds("d"), None, &NoProgress).await.unwrap().version;
+    let v3 = data::add(&store, &ds("d"), None, &NoProgress)
+        .await
+        .unwrap()
+        .version;
     assert_eq!((v3.seq.0, v3.hash), (3, v1.hash));
     // A hash prefix naming both v1 and v3 is the same data, not ambiguous.
     let co = data::checkout(&store, &at("d", &v1.hash.short(8)), AUTO, &NoProgress)
@@ -328,26 +460,45 @@ async fn a_hostile_manifest_cannot_write_outside_the_dataset() {
     fs::create_dir_all(&root).unwrap();
     let store = project(backends()[0], &root).await;
     let (payload, _) = store.objects.put_bytes(b"owned").unwrap();
-    for evil in ["../escape.txt", "/tmp/keel-escape.txt", "a/../../escape.txt"] {
-        let manifest = format!(r#"{{"keel_manifest":1,"entries":[{{"p":"{evil}","h":"{payload}","s":5}}]}}"#);
+    for evil in [
+        "../escape.txt",
+        "/tmp/keel-escape.txt",
+        "a/../../escape.txt",
+    ] {
+        let manifest =
+            format!(r#"{{"keel_manifest":1,"entries":[{{"p":"{evil}","h":"{payload}","s":5}}]}}"#);
         let (mh, _) = store.objects.put_bytes(manifest.as_bytes()).unwrap();
         fs::write(
             root.join("d.keel"),
             format!("path: d\nkind: dir\nhash: {mh}\nsize: 5\nfiles: 1\nversion: 1\n"),
         )
         .unwrap();
-        let err = data::checkout(&store, &VersionRef { path: ds("d"), version: None }, AUTO, &NoProgress)
-            .await
-            .unwrap_err();
-        assert!(err.to_string().contains("entry invalid dataset path"), "{evil}: {err}");
-        assert!(!tmp.path().join("escape.txt").exists() && !Path::new("/tmp/keel-escape.txt").exists());
+        let err = data::checkout(
+            &store,
+            &VersionRef {
+                path: ds("d"),
+                version: None,
+            },
+            AUTO,
+            &NoProgress,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("entry invalid dataset path"),
+            "{evil}: {err}"
+        );
+        assert!(
+            !tmp.path().join("escape.txt").exists() && !Path::new("/tmp/keel-escape.txt").exists()
+        );
     }
     // A symbolic link inside the dataset pointing outside is not written through.
     let outside = tmp.path().join("outside");
     fs::create_dir_all(&outside).unwrap();
     fs::create_dir_all(root.join("d")).unwrap();
     std::os::unix::fs::symlink(&outside, root.join("d/sub")).unwrap();
-    let manifest = format!(r#"{{"keel_manifest":1,"entries":[{{"p":"sub/x.txt","h":"{payload}","s":5}}]}}"#);
+    let manifest =
+        format!(r#"{{"keel_manifest":1,"entries":[{{"p":"sub/x.txt","h":"{payload}","s":5}}]}}"#);
     let (mh, _) = store.objects.put_bytes(manifest.as_bytes()).unwrap();
     fs::write(
         root.join("d.keel"),
@@ -358,9 +509,17 @@ async fn a_hostile_manifest_cannot_write_outside_the_dataset() {
         link: LinkMode::Auto,
         force: true,
     };
-    let err = data::checkout(&store, &VersionRef { path: ds("d"), version: None }, forced, &NoProgress)
-        .await
-        .unwrap_err();
+    let err = data::checkout(
+        &store,
+        &VersionRef {
+            path: ds("d"),
+            version: None,
+        },
+        forced,
+        &NoProgress,
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("in the way"), "{err}");
     assert!(!outside.join("x.txt").exists());
 }

@@ -60,6 +60,9 @@ async fn a_failing_migration_leaves_nothing_behind() {
 
 #[tokio::test]
 async fn unsupported_urls_are_refused_clearly() {
-    let err = Db::open("mysql://localhost/x").await.unwrap_err().to_string();
+    let err = Db::open("mysql://localhost/x")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("unsupported DB URL"), "{err}");
 }
