@@ -61,6 +61,10 @@ enum Command {
     /// Experiments: params × metrics across pipeline runs.
     #[command(subcommand)]
     Exp(cmd::run::ExpCommand),
+    /// Serve a model: Open Inference Protocol V2, MLflow /invocations, /metrics, prediction log.
+    Serve(cmd::serve::ServeArgs),
+    /// Watch the prediction log: drift, performance, latency, cost; alerts and retraining.
+    Monitor(cmd::serve::MonitorArgs),
     /// Serve the MLflow-compatible tracking, registry and artifact API.
     Server(cmd::server::ServerArgs),
     /// API tokens for `keel server`.
@@ -90,6 +94,8 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd::run::run(&global, args),
         Command::Pipeline(args) => cmd::run::pipeline(&global, args),
         Command::Exp(args) => cmd::run::exp(&global, args),
+        Command::Serve(args) => cmd::serve::serve(&global, args),
+        Command::Monitor(args) => cmd::serve::monitor(&global, args),
         Command::Server(args) => cmd::server::run(&global, args),
         Command::Token(args) => cmd::server::token(&global, args),
         Command::Models(args) => cmd::models::run(&global, args),

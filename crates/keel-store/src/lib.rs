@@ -23,6 +23,7 @@ pub mod data;
 pub mod db;
 mod error;
 pub mod migrations;
+pub mod monitor;
 pub mod objects;
 pub mod project;
 pub mod registry;

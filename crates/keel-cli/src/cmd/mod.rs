@@ -8,6 +8,7 @@ pub mod init;
 pub mod ml;
 pub mod models;
 pub mod run;
+pub mod serve;
 pub mod server;
 
 use std::path::PathBuf;
