@@ -119,7 +119,11 @@ pub async fn record_window(db: &Db, window: &WindowRow, alerts: &[AlertRow]) -> 
 
 /// The most recent windows of `model`, newest first: `(id, window_end,
 /// rows, metrics JSON)`.
-pub async fn recent_windows(db: &Db, model: &str, limit: i64) -> Result<Vec<(String, i64, i64, String)>> {
+pub async fn recent_windows(
+    db: &Db,
+    model: &str,
+    limit: i64,
+) -> Result<Vec<(String, i64, i64, String)>> {
     let rows = sqlx::query(
         "SELECT id, window_end, rows_scored, metrics FROM monitor_windows WHERE model = $1 \
          ORDER BY window_end DESC LIMIT $2",
@@ -130,13 +134,24 @@ pub async fn recent_windows(db: &Db, model: &str, limit: i64) -> Result<Vec<(Str
     .await
     .map_err(StoreError::db("reading monitor windows"))?;
     rows.iter()
-        .map(|r| Ok((crate::db::get(r, 0)?, crate::db::get(r, 1)?, crate::db::get(r, 2)?, crate::db::get(r, 3)?)))
+        .map(|r| {
+            Ok((
+                crate::db::get(r, 0)?,
+                crate::db::get(r, 1)?,
+                crate::db::get(r, 2)?,
+                crate::db::get(r, 3)?,
+            ))
+        })
         .collect()
 }
 
 /// Alerts recorded for `model`'s windows, newest first: `(rule, severity,
 /// metric, value)`.
-pub async fn recent_alerts(db: &Db, model: &str, limit: i64) -> Result<Vec<(String, String, String, f64)>> {
+pub async fn recent_alerts(
+    db: &Db,
+    model: &str,
+    limit: i64,
+) -> Result<Vec<(String, String, String, f64)>> {
     let rows = sqlx::query(
         "SELECT a.rule, a.severity, a.metric, a.value FROM monitor_alerts a \
          JOIN monitor_windows w ON w.id = a.window_id WHERE w.model = $1 \
@@ -148,6 +163,13 @@ pub async fn recent_alerts(db: &Db, model: &str, limit: i64) -> Result<Vec<(Stri
     .await
     .map_err(StoreError::db("reading monitor alerts"))?;
     rows.iter()
-        .map(|r| Ok((crate::db::get(r, 0)?, crate::db::get(r, 1)?, crate::db::get(r, 2)?, crate::db::get(r, 3)?)))
+        .map(|r| {
+            Ok((
+                crate::db::get(r, 0)?,
+                crate::db::get(r, 1)?,
+                crate::db::get(r, 2)?,
+                crate::db::get(r, 3)?,
+            ))
+        })
         .collect()
 }
