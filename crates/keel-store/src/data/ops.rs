@@ -8,7 +8,7 @@ use std::time::Duration;
 use keel_core::{DatasetPath, ObjectHash, Progress, Unit};
 use rayon::prelude::*;
 
-use super::tree::{self, is_exec, load_tree, Entry, Found, Kind, Pointer, StatCache};
+use super::tree::{self, is_exec, load_tree, Entry, Kind, Pointer, StatCache};
 use super::versions::{self, DatasetVersion, NewVersion};
 use crate::error::{Result, StoreError};
 use crate::objects::LinkMode;
