@@ -10,7 +10,7 @@ use keel_ml::evaluate::{evaluate, flat_metrics, EvalConfig, Evaluation, TaskMetr
 use keel_ml::gates::{gate, GateReport, GateSpec, Status};
 use keel_ml::package::{self, KeelMetadata, Package};
 use keel_ml::table::Table;
-use keel_ml::train::{self, Dataset, GradientBoostingParams, LogisticRegressionParams, TrainParams};
+use keel_ml::train::{self, Dataset, TrainParams};
 
 use super::{CheckFailed, Global};
 

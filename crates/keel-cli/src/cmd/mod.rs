@@ -54,7 +54,7 @@ impl Global {
             Some(d) => cwd.join(d),
             None => cwd,
         };
-        Ok(dir.canonicalize().map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?)
+        dir.canonicalize().map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))
     }
 
     /// Where `--db`/`--objects` (or `KEEL_DB`/`KEEL_OBJECTS`) point.
