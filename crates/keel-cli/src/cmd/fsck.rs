@@ -56,8 +56,15 @@ pub fn run(global: &Global, args: FsckArgs) -> Result<ExitCode> {
         );
         for p in &report.problems {
             match p {
-                FsckProblem::Corrupt { hash, actual, used_by } => {
-                    println!("CORRUPT  object {hash} (bytes hash to {})", actual.short(16));
+                FsckProblem::Corrupt {
+                    hash,
+                    actual,
+                    used_by,
+                } => {
+                    println!(
+                        "CORRUPT  object {hash} (bytes hash to {})",
+                        actual.short(16)
+                    );
                     print_users(used_by);
                 }
                 FsckProblem::Missing { hash, used_by } => {

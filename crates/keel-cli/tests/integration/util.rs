@@ -21,7 +21,9 @@ impl Env {
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_keel"));
         c.args(args).current_dir(self.root());
-        c.env_remove("KEEL_DB").env_remove("KEEL_OBJECTS").env_remove("KEEL_REMOTE");
+        c.env_remove("KEEL_DB")
+            .env_remove("KEEL_OBJECTS")
+            .env_remove("KEEL_REMOTE");
         c
     }
 
