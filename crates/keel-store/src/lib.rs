@@ -56,6 +56,10 @@ impl Store {
     pub async fn from_project(project: Project, overrides: &Overrides) -> Result<Store> {
         let db = db::Db::open(&project.db_url(overrides)).await?;
         let objects = project.objects(overrides)?;
-        Ok(Store { project, db, objects })
+        Ok(Store {
+            project,
+            db,
+            objects,
+        })
     }
 }

@@ -22,11 +22,12 @@ pub struct Migration {
 }
 
 /// Every migration keel knows, in application order per component.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    component: "data",
-    version: 1,
-    name: "datasets and versions",
-    sql: "
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        component: "data",
+        version: 1,
+        name: "datasets and versions",
+        sql: "
 CREATE TABLE datasets (
     path TEXT PRIMARY KEY,
     created_at BIGINT NOT NULL
@@ -47,7 +48,7 @@ CREATE TABLE dataset_versions (
 );
 CREATE INDEX dataset_versions_hash ON dataset_versions (hash);
 ",
-},
+    },
     crate::tracking::schema::TRACKING_V1,
     crate::tracking::schema::REGISTRY_V1,
     crate::monitor::MONITOR_V1,

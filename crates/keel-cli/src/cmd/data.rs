@@ -153,7 +153,10 @@ pub fn run(global: &Global, command: DataCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         DataCommand::Status { paths } => {
-            let targets = paths.iter().map(|p| resolve(p).map(|r| r.path)).collect::<Result<Vec<_>, _>>()?;
+            let targets = paths
+                .iter()
+                .map(|p| resolve(p).map(|r| r.path))
+                .collect::<Result<Vec<_>, _>>()?;
             let statuses = block_on(data::status(&store, &targets))?;
             let mut clean = true;
             let mut out = Vec::new();
@@ -177,7 +180,10 @@ pub fn run(global: &Global, command: DataCommand) -> Result<ExitCode> {
                                 println!("  modified: {}", join(&s.path, p));
                             }
                         }
-                        ("changed", json!({"added": added, "removed": removed, "modified": modified}))
+                        (
+                            "changed",
+                            json!({"added": added, "removed": removed, "modified": modified}),
+                        )
                     }
                     DataChange::DataMissing => {
                         clean = false;
@@ -189,7 +195,10 @@ pub fn run(global: &Global, command: DataCommand) -> Result<ExitCode> {
                     }
                 };
                 if !global.json {
-                    let v = s.version.map(|v| format!("v{v}")).unwrap_or_else(|| "-".into());
+                    let v = s
+                        .version
+                        .map(|v| format!("v{v}"))
+                        .unwrap_or_else(|| "-".into());
                     println!("{} ({v}): {state}", s.path);
                 }
                 out.push(json!({"path": s.path.as_str(), "version": s.version, "state": state, "changes": detail}));
@@ -197,7 +206,9 @@ pub fn run(global: &Global, command: DataCommand) -> Result<ExitCode> {
             if global.json {
                 print_json(&json!({"clean": clean, "datasets": out}));
             } else if statuses.is_empty() {
-                println!("no tracked datasets with a pointer here; add one with `keel data add PATH`");
+                println!(
+                    "no tracked datasets with a pointer here; add one with `keel data add PATH`"
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -241,8 +252,9 @@ pub fn run(global: &Global, command: DataCommand) -> Result<ExitCode> {
         DataCommand::Log { path } => {
             let r = resolve(&path)?;
             let versions = block_on(data::log(&store, &r.path))?;
-            let current = data::Pointer::read(&data::Pointer::location(store.project.root(), &r.path))?
-                .map(|p| p.hash);
+            let current =
+                data::Pointer::read(&data::Pointer::location(store.project.root(), &r.path))?
+                    .map(|p| p.hash);
             if global.json {
                 print_json(&Value::Array(versions.iter().map(version_json).collect()));
             } else {
@@ -250,7 +262,11 @@ pub fn run(global: &Global, command: DataCommand) -> Result<ExitCode> {
                     .iter()
                     .rev()
                     .map(|v| {
-                        let mark = if current.as_deref() == Some(v.hash.to_hex().as_str()) { "*" } else { "" };
+                        let mark = if current.as_deref() == Some(v.hash.to_hex().as_str()) {
+                            "*"
+                        } else {
+                            ""
+                        };
                         vec![
                             format!("{}{mark}", v.seq),
                             v.hash.short(12),
@@ -270,10 +286,22 @@ pub fn run(global: &Global, command: DataCommand) -> Result<ExitCode> {
                     })
                     .collect();
                 output::table(
-                    &["version", "hash", "files", "size", "git", "added (UTC)", "by", "message"],
+                    &[
+                        "version",
+                        "hash",
+                        "files",
+                        "size",
+                        "git",
+                        "added (UTC)",
+                        "by",
+                        "message",
+                    ],
                     &rows,
                 );
-                println!("* = the version {}.keel points at; + = uncommitted git changes", r.path);
+                println!(
+                    "* = the version {}.keel points at; + = uncommitted git changes",
+                    r.path
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -292,8 +320,10 @@ pub fn run(global: &Global, command: DataCommand) -> Result<ExitCode> {
                         rep.version.path, rep.version.seq, rep.written, rep.unchanged, rep.removed
                     );
                 }
-                out.push(json!({"version": version_json(&rep.version), "written": rep.written,
-                    "unchanged": rep.unchanged, "removed": rep.removed}));
+                out.push(
+                    json!({"version": version_json(&rep.version), "written": rep.written,
+                    "unchanged": rep.unchanged, "removed": rep.removed}),
+                );
             }
             if global.json {
                 print_json(&Value::Array(out));
@@ -306,10 +336,15 @@ pub fn run(global: &Global, command: DataCommand) -> Result<ExitCode> {
             all_versions,
         } => {
             let remote = open_remote(&store, remote)?;
-            let refs = refs.iter().map(|s| resolve(s)).collect::<Result<Vec<_>, _>>()?;
+            let refs = refs
+                .iter()
+                .map(|s| resolve(s))
+                .collect::<Result<Vec<_>, _>>()?;
             let rep = block_on(data::push(&store, &remote, &refs, all_versions, &bars))?;
             if global.json {
-                print_json(&json!({"remote": remote.url(), "uploaded": rep.transferred, "bytes": rep.bytes, "already_present": rep.present}));
+                print_json(
+                    &json!({"remote": remote.url(), "uploaded": rep.transferred, "bytes": rep.bytes, "already_present": rep.present}),
+                );
             } else {
                 println!(
                     "pushed {} object(s) ({}) to {}; {} already there",
@@ -323,15 +358,24 @@ pub fn run(global: &Global, command: DataCommand) -> Result<ExitCode> {
         }
         DataCommand::Pull { refs, remote, link } => {
             let remote = open_remote(&store, remote)?;
-            let refs = refs.iter().map(|s| resolve(s)).collect::<Result<Vec<_>, _>>()?;
+            let refs = refs
+                .iter()
+                .map(|s| resolve(s))
+                .collect::<Result<Vec<_>, _>>()?;
             let options = CheckoutOptions {
                 link: link.into(),
                 force: false,
             };
             let rep = block_on(data::pull(&store, &remote, &refs, options, &bars))?;
             if global.json {
-                let cos: Vec<Value> = rep.checkouts.iter().map(|c| version_json(&c.version)).collect();
-                print_json(&json!({"remote": remote.url(), "downloaded": rep.transferred, "bytes": rep.bytes, "checked_out": cos}));
+                let cos: Vec<Value> = rep
+                    .checkouts
+                    .iter()
+                    .map(|c| version_json(&c.version))
+                    .collect();
+                print_json(
+                    &json!({"remote": remote.url(), "downloaded": rep.transferred, "bytes": rep.bytes, "checked_out": cos}),
+                );
             } else {
                 println!(
                     "pulled {} object(s) ({}) from {}",
@@ -340,7 +384,10 @@ pub fn run(global: &Global, command: DataCommand) -> Result<ExitCode> {
                     remote.url()
                 );
                 for c in &rep.checkouts {
-                    println!("{} is at {} ({} file(s) written)", c.version.path, c.version.seq, c.written);
+                    println!(
+                        "{} is at {} ({} file(s) written)",
+                        c.version.path, c.version.seq, c.written
+                    );
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -379,7 +426,12 @@ fn open_remote(store: &Store, remote: Option<String>) -> Result<RemoteObjects> {
     // A relative directory is relative to the project root, whatever the
     // working directory.
     let url = if !url.contains("://") && !url.starts_with('/') {
-        store.project.root().join(&url).to_string_lossy().into_owned()
+        store
+            .project
+            .root()
+            .join(&url)
+            .to_string_lossy()
+            .into_owned()
     } else {
         url
     };

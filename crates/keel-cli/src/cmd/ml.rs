@@ -124,12 +124,17 @@ fn params_from(args: &TrainArgs, g: &Global) -> anyhow::Result<TrainParams> {
         }
         None => serde_json::json!({}),
     };
-    let obj = value.as_object_mut().context("--params must be a YAML mapping")?;
+    let obj = value
+        .as_object_mut()
+        .context("--params must be a YAML mapping")?;
     obj.entry("algorithm")
         .or_insert_with(|| serde_json::Value::String(args.algorithm.clone()));
     for kv in &args.set {
-        let (k, v) = kv.split_once('=').with_context(|| format!("--set {kv}: expected NAME=VALUE"))?;
-        let v: serde_json::Value = serde_json::from_str(v).unwrap_or(serde_json::Value::String(v.into()));
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--set {kv}: expected NAME=VALUE"))?;
+        let v: serde_json::Value =
+            serde_json::from_str(v).unwrap_or(serde_json::Value::String(v.into()));
         obj.insert(k.to_string(), v);
     }
     let algo = obj["algorithm"].as_str().unwrap_or_default().to_string();
@@ -144,7 +149,12 @@ fn params_from(args: &TrainArgs, g: &Global) -> anyhow::Result<TrainParams> {
 pub fn train(g: &Global, args: TrainArgs) -> anyhow::Result<ExitCode> {
     let params = params_from(&args, g)?;
     let table = Table::read_csv(&resolve(g, &args.data))?;
-    let data = Dataset::from_table(&table, &args.target, args.features.as_deref(), &args.exclude)?;
+    let data = Dataset::from_table(
+        &table,
+        &args.target,
+        args.features.as_deref(),
+        &args.exclude,
+    )?;
     let trained = train::train(&data, &params)?;
     let mut meta = KeelMetadata {
         features: trained.features.clone(),
@@ -173,7 +183,11 @@ pub fn train(g: &Global, args: TrainArgs) -> anyhow::Result<ExitCode> {
     let n_ex = table.n_rows().min(5);
     let example: Vec<Vec<f64>> = (0..n_ex)
         .map(|r| data.x[r * data.features.len()..(r + 1) * data.features.len()].to_vec())
-        .map(|row| row.into_iter().map(|v| if v.is_nan() { 0.0 } else { v }).collect())
+        .map(|row| {
+            row.into_iter()
+                .map(|v| if v.is_nan() { 0.0 } else { v })
+                .collect()
+        })
         .collect();
     let out = resolve(g, &args.out);
     package::write(&out, &trained.onnx, &meta, &example)?;
@@ -203,7 +217,12 @@ pub fn train(g: &Global, args: TrainArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_eval(g: &Global, a: &EvalArgs, model: &Path, extra_sensitive: &[String]) -> anyhow::Result<(Evaluation, Package)> {
+fn run_eval(
+    g: &Global,
+    a: &EvalArgs,
+    model: &Path,
+    extra_sensitive: &[String],
+) -> anyhow::Result<(Evaluation, Package)> {
     let pkg = Package::load(&resolve(g, model))?;
     let table = Table::read_csv(&resolve(g, &a.data))?;
     let target = a
@@ -245,7 +264,11 @@ fn print_metrics(ev: &Evaluation) {
     }
     for f in &ev.fairness {
         if !f.small_groups.is_empty() {
-            println!("  note: {}: groups below the minimum size: {}", f.column, f.small_groups.join(", "));
+            println!(
+                "  note: {}: groups below the minimum size: {}",
+                f.column,
+                f.small_groups.join(", ")
+            );
         }
     }
 }
@@ -255,12 +278,18 @@ pub fn evaluate_cmd(g: &Global, args: EvaluateArgs) -> anyhow::Result<ExitCode> 
     let (ev, _) = run_eval(g, &args.eval, &args.eval.model, &[])?;
     if let Some(p) = &args.html {
         let p = resolve(g, p);
-        let title = format!("keel evaluation: {} on {}", args.eval.model.display(), args.eval.data.display());
-        std::fs::write(&p, keel_ml::report::html(&ev, &title)).with_context(|| p.display().to_string())?;
+        let title = format!(
+            "keel evaluation: {} on {}",
+            args.eval.model.display(),
+            args.eval.data.display()
+        );
+        std::fs::write(&p, keel_ml::report::html(&ev, &title))
+            .with_context(|| p.display().to_string())?;
     }
     if let Some(p) = &args.out {
         let p = resolve(g, p);
-        std::fs::write(&p, serde_json::to_vec_pretty(&ev)?).with_context(|| p.display().to_string())?;
+        std::fs::write(&p, serde_json::to_vec_pretty(&ev)?)
+            .with_context(|| p.display().to_string())?;
     }
     if g.json {
         println!("{}", serde_json::to_string_pretty(&ev)?);
@@ -282,14 +311,18 @@ pub fn gate_cmd(g: &Global, args: GateArgs) -> anyhow::Result<ExitCode> {
             .filter(|p| resolve(g, p).exists())
     });
     let baseline: Option<BTreeMap<String, f64>> = match &baseline_path {
-        Some(b) => Some(flat_metrics(&run_eval(g, &args.eval, b, &spec.sensitive_columns())?.0)),
+        Some(b) => Some(flat_metrics(
+            &run_eval(g, &args.eval, b, &spec.sensitive_columns())?.0,
+        )),
         None => None,
     };
     let report = gate(&spec, &metrics, baseline.as_ref());
     if g.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({"gates": report, "metrics": metrics}))?
+            serde_json::to_string_pretty(
+                &serde_json::json!({"gates": report, "metrics": metrics})
+            )?
         );
     } else {
         print_report(&report);
@@ -312,5 +345,12 @@ fn print_report(r: &GateReport) {
         };
         println!("{mark}  {:<13} {:<width$}  {}", x.kind, x.metric, x.message);
     }
-    println!("{}", if r.passed { "all gates passed" } else { "gates failed" });
+    println!(
+        "{}",
+        if r.passed {
+            "all gates passed"
+        } else {
+            "gates failed"
+        }
+    );
 }

@@ -73,21 +73,36 @@ pub fn serve(global: &Global, args: ServeArgs) -> anyhow::Result<ExitCode> {
     if !args.model_uri.contains(":/") {
         config.uri = cwd.join(&args.model_uri).to_string_lossy().into_owned();
     }
-    config.challenger = args.challenger.map(|c| if c.contains(":/") { c } else { cwd.join(c).to_string_lossy().into_owned() });
+    config.challenger = args.challenger.map(|c| {
+        if c.contains(":/") {
+            c
+        } else {
+            cwd.join(c).to_string_lossy().into_owned()
+        }
+    });
     config.canary_percent = args.canary_percent;
     config.shadow = args.shadow;
-    config.poll = monitor::parse_duration(&args.poll).with_context(|| format!("--poll {}: not a duration", args.poll))?;
+    config.poll = monitor::parse_duration(&args.poll)
+        .with_context(|| format!("--poll {}: not a duration", args.poll))?;
     let log_dir = match (args.no_log, args.log_dir) {
         (true, _) => None,
         (false, Some(d)) => Some(cwd.join(d)),
-        (false, None) => keel_store::Project::discover(&cwd).ok().map(|p| p.keel_dir().join("predictions")),
+        (false, None) => keel_store::Project::discover(&cwd)
+            .ok()
+            .map(|p| p.keel_dir().join("predictions")),
     };
     if let Some(dir) = log_dir {
         let mut log = LogConfig::new(&dir);
-        log.durability = if args.log_durability == "async" { Durability::Async } else { Durability::Ack };
+        log.durability = if args.log_durability == "async" {
+            Durability::Async
+        } else {
+            Durability::Ack
+        };
         log.max_segment_bytes = args.log_segment_mib << 20;
-        log.max_segment_age = monitor::parse_duration(&args.log_segment_age)
-            .with_context(|| format!("--log-segment-age {}: not a duration", args.log_segment_age))?;
+        log.max_segment_age =
+            monitor::parse_duration(&args.log_segment_age).with_context(|| {
+                format!("--log-segment-age {}: not a duration", args.log_segment_age)
+            })?;
         config.monitor_state = Some(monitor::state_path(&dir));
         eprintln!("keel serve: prediction log in {}", dir.display());
         config.log = Some(log);
@@ -107,14 +122,18 @@ pub fn monitor(global: &Global, args: MonitorArgs) -> anyhow::Result<ExitCode> {
     let path = cwd.join(&args.config);
     let config = if !path.exists() && args.config == std::path::Path::new("monitor.yaml") {
         // No monitor.yaml: watch the project's log with no rules.
-        let root = keel_store::Project::discover(&cwd).map(|p| p.root().to_path_buf()).unwrap_or(cwd.clone());
+        let root = keel_store::Project::discover(&cwd)
+            .map(|p| p.root().to_path_buf())
+            .unwrap_or(cwd.clone());
         MonitorConfig::parse("log: .keel/predictions\n", &root.join("monitor.yaml"))?
     } else {
         MonitorConfig::load(&path)?
     };
     let keel = std::env::current_exe().context("locating the keel binary")?;
     let interval = match &args.interval {
-        Some(i) => monitor::parse_duration(i).with_context(|| format!("--interval {i}: not a duration"))?,
+        Some(i) => {
+            monitor::parse_duration(i).with_context(|| format!("--interval {i}: not a duration"))?
+        }
         None => config.window(),
     };
     let json = global.json;
@@ -125,12 +144,21 @@ pub fn monitor(global: &Global, args: MonitorArgs) -> anyhow::Result<ExitCode> {
             eprintln!("keel monitor: not in a keel project: windows are not stored (gauges and alerts still work)");
         }
         loop {
-            let report = monitor::run_once(&config, store.as_ref().map(|s| &s.db), &keel, &cwd).await?;
+            let report =
+                monitor::run_once(&config, store.as_ref().map(|s| &s.db), &keel, &cwd).await?;
             if json {
                 super::print_json(&serde_json::to_value(&report)?);
             } else {
                 let m = &report.metrics;
-                let f = |k: &str| m.get(k).map_or("-".to_string(), |v| if v.is_nan() { "-".into() } else { format!("{v:.4}") });
+                let f = |k: &str| {
+                    m.get(k).map_or("-".to_string(), |v| {
+                        if v.is_nan() {
+                            "-".into()
+                        } else {
+                            format!("{v:.4}")
+                        }
+                    })
+                };
                 println!(
                     "{} window {}..{}: rows {}, error rate {}, p99 {} s, drift share {}, prediction drift {}, accuracy {}, alerts fired {}",
                     report.model, report.start_ms, report.end_ms, f("rows"), f("error_rate"), f("latency_p99_seconds"),
