@@ -446,6 +446,7 @@ pub fn run(global: &Global, args: DemoArgs) -> Result<ExitCode> {
     write_if_changed(&dir.join("scripts/evaluate.sh"), files::EVALUATE_SH)?;
     write_if_changed(&dir.join("scripts/deploy.sh"), files::DEPLOY_SH)?;
     write_if_changed(&dir.join("gates.yaml"), files::GATES_YAML)?;
+    write_if_changed(&dir.join("monitor.yaml"), files::MONITOR_YAML)?;
     if !with_registry {
         d.step(
             "register",
@@ -465,6 +466,9 @@ pub fn run(global: &Global, args: DemoArgs) -> Result<ExitCode> {
             "the pipeline failed; see {} and .keel/runs/",
             dir.join(&r.log).display()
         );
+    }
+    if with_registry {
+        promote(&mut d, "champion");
     }
 
     // 3. Serving and traffic.
@@ -558,7 +562,9 @@ pub fn run(global: &Global, args: DemoArgs) -> Result<ExitCode> {
         Err(e) => d.step("drift (after)", Outcome::Failed, &e.to_string()),
     }
     let mut alert_fired = false;
+    let mut monitor_ran = false;
     if d.has(&["monitor"]) {
+        monitor_ran = true;
         let r = d.keel(&["monitor", "--once", "--json"])?;
         let v: Value = serde_json::from_str(&r.stdout).unwrap_or(Value::Null);
         let fired = find_key(&v, &["alerts", "fired"]).map(|a| match a {
@@ -567,9 +573,12 @@ pub fn run(global: &Global, args: DemoArgs) -> Result<ExitCode> {
             _ => false,
         });
         alert_fired = fired.unwrap_or(false);
-        if let Some(m) = find_key(&v, &["drift_detected", "dataset_drift"]).and_then(Value::as_bool)
-        {
-            drift_detected = Some(m || drift_detected.unwrap_or(false));
+        // The window's own drift verdict: the dataset drifted, or any feature did.
+        let m = &v["metrics"];
+        if m.is_object() {
+            let window_drift = m["dataset_drift"].as_f64().is_some_and(|x| x >= 1.0)
+                || m["drifted_features"].as_f64().is_some_and(|x| x > 0.0);
+            drift_detected = Some(window_drift || drift_detected.unwrap_or(false));
         }
         d.step(
             "monitor",
@@ -579,7 +588,8 @@ pub fn run(global: &Global, args: DemoArgs) -> Result<ExitCode> {
                 Outcome::Ok
             },
             &format!(
-                "keel monitor --once: alert fired = {alert_fired}; see {}",
+                "keel monitor --once (monitor.yaml): drift share {}, alert fired = {alert_fired}; see {}",
+                v["metrics"]["drift_share"],
                 r.log.display()
             ),
         );
@@ -595,8 +605,13 @@ pub fn run(global: &Global, args: DemoArgs) -> Result<ExitCode> {
     let mut retrained = false;
     let mut metrics_after = Value::Null;
     let mut gates_after = Value::Null;
-    if drift_detected == Some(true) {
-        d.say("\n5. Retrain: fresh labelled data from the drifted population → the same pipeline");
+    let mut promoted_version = None;
+    if alert_fired || drift_detected == Some(true) {
+        d.say(if alert_fired {
+            "\n5. Retrain (the monitor's drift alert fired): fresh labelled data from the drifted population → the same pipeline"
+        } else {
+            "\n5. Retrain (keel drift detected drift): fresh labelled data from the drifted population → the same pipeline"
+        });
         let fresh = fraud::generate(TRAIN_ROWS, 4, fraud::Shift::Drifted, 3_000_000);
         write_if_changed(
             &dir.join("data/raw/transactions.csv"),
@@ -621,12 +636,15 @@ pub fn run(global: &Global, args: DemoArgs) -> Result<ExitCode> {
         narrate_run(&mut d, "retrain pipeline", &r, &second, &metrics_after);
         retrained = r.ok;
         runs.push(second);
+        if retrained && with_registry {
+            promoted_version = promote(&mut d, "champion");
+        }
     } else {
         d.say("\n5. Retrain");
-        let why = if drift_detected.is_none() {
+        let why = if drift_detected.is_none() && !monitor_ran {
             "no drift check ran"
         } else {
-            "no drift was detected"
+            "no drift was detected and no alert fired"
         };
         d.step("retrain", Outcome::Skipped, why);
     }
@@ -671,10 +689,6 @@ pub fn run(global: &Global, args: DemoArgs) -> Result<ExitCode> {
     }
 
     // Summary.
-    let promoted_version = read_json(&dir.join("registry/register.json"));
-    let promoted_version = find_key(&promoted_version, &["version"])
-        .cloned()
-        .filter(|_| retrained);
     let deployed = std::fs::read_link(dir.join("deploy/production"))
         .ok()
         .map(|p| p.display().to_string());
@@ -729,6 +743,43 @@ pub fn run(global: &Global, args: DemoArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Points `alias` of fraud-detector at the version the pipeline's register
+/// job just registered (`registry/register.json`); returns that version.
+fn promote(d: &mut Demo, alias: &str) -> Option<i64> {
+    let registered = read_json(&d.dir.join("registry/register.json"));
+    let Some(version) = find_key(&registered, &["version"]).and_then(Value::as_i64) else {
+        d.step(
+            "promote",
+            Outcome::Failed,
+            "the register job wrote no version (registry/register.json)",
+        );
+        return None;
+    };
+    let v = version.to_string();
+    match d.keel(&["models", "promote", "fraud-detector", &v, "--alias", alias]) {
+        Ok(r) if r.ok => {
+            d.step(
+                "promote",
+                Outcome::Ok,
+                &format!("models:/fraud-detector@{alias} -> v{version}"),
+            );
+            Some(version)
+        }
+        Ok(r) => {
+            d.step(
+                "promote",
+                Outcome::Failed,
+                &format!("see {}", r.log.display()),
+            );
+            None
+        }
+        Err(e) => {
+            d.step("promote", Outcome::Failed, &e.to_string());
+            None
+        }
+    }
 }
 
 fn narrate_run(d: &mut Demo, name: &str, r: &Ran, s: &Value, metrics: &Value) {

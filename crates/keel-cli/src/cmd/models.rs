@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 use keel_store::registry::{self as reg, ModelVersion};
-use keel_store::tracking::{runs, Actor};
+use keel_store::tracking::{artifacts, runs, Actor};
 use keel_store::Store;
 use serde_json::json;
 
@@ -24,7 +24,8 @@ pub enum ModelsCommand {
         /// Registered model name.
         name: String,
     },
-    /// Register a new version from a source (models:/<id>, runs:/<run>/<path>, mlflow-artifacts:/…).
+    /// Register a new version from a source (models:/<id>, runs:/<run>/<path>, mlflow-artifacts:/…,
+    /// or a local package directory, uploaded as a new run's artifacts).
     Register {
         /// Registered model name (created if missing).
         name: String,
@@ -38,8 +39,9 @@ pub enum ModelsCommand {
     Promote {
         /// Registered model name.
         name: String,
-        /// Version number.
-        version: i64,
+        /// Version number (not `version`: clap reserves that id for `--version`).
+        #[arg(value_name = "VERSION")]
+        number: i64,
         /// The alias to move (e.g. champion).
         #[arg(long)]
         alias: String,
@@ -75,7 +77,7 @@ pub fn run(g: &Global, cmd: ModelsCommand) -> anyhow::Result<ExitCode> {
             } => register(g, &store, &name, &source, run_id).await,
             ModelsCommand::Promote {
                 name,
-                version,
+                number: version,
                 alias,
                 gates,
                 force,
@@ -227,6 +229,14 @@ async fn register(
         Ok(_) | Err(keel_store::tracking::TrackingError::AlreadyExists(_)) => {}
         Err(e) => return Err(e.into()),
     }
+    let local = g.cwd()?.join(source);
+    let (source, run_id) = if !source.contains(":/") && local.is_dir() {
+        let run = upload_dir(store, name, &local).await?;
+        (format!("runs:/{run}/model"), Some(run))
+    } else {
+        (source.to_string(), run_id)
+    };
+    let source = source.as_str();
     let v = reg::create_version(
         store,
         name,
@@ -247,6 +257,52 @@ async fn register(
         println!("registered {} v{} from {}", v.name, v.version, v.source);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Uploads a local package directory as the `model/` artifacts of a new
+/// run (in the default experiment); returns the run id.
+async fn upload_dir(store: &Store, name: &str, dir: &std::path::Path) -> anyhow::Result<String> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let e = e?;
+            let ty = e.file_type()?;
+            if ty.is_dir() {
+                stack.push(e.path());
+            } else if ty.is_file() || e.path().is_file() {
+                files.push(e.path());
+            }
+        }
+    }
+    anyhow::ensure!(!files.is_empty(), "{}: an empty directory", dir.display());
+    let run = runs::create(
+        store,
+        0,
+        &Actor::local().0,
+        Some(&format!("register {name}")),
+        None,
+        &[],
+    )
+    .await?;
+    let run_id = run.info.run_id;
+    let owner = artifacts::Owner::Run {
+        experiment_id: run.info.experiment_id,
+        run_id: run_id.clone(),
+    };
+    for f in files {
+        let rel = f.strip_prefix(dir)?.to_string_lossy().replace('\\', "/");
+        artifacts::put_file(store, &owner, &format!("model/{rel}"), &f).await?;
+    }
+    runs::update(
+        store,
+        &run_id,
+        Some(runs::RunStatus::Finished),
+        Some(keel_store::db::now_ms()),
+        None,
+    )
+    .await?;
+    Ok(run_id)
 }
 
 /// The latest metrics of the run a version came from.

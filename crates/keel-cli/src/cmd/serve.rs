@@ -13,6 +13,8 @@ use keel_serve::server::{AppState, ServeConfig};
 
 use super::Global;
 
+mod registry;
+
 /// `keel serve MODEL_URI`.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -110,11 +112,23 @@ pub fn serve(global: &Global, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let addr: std::net::SocketAddr = format!("{}:{}", args.host, args.port)
         .parse()
         .with_context(|| format!("--host {} --port {}: not an address", args.host, args.port))?;
+    let resolver =
+        if uses_registry(&config.uri) || config.challenger.as_deref().is_some_and(uses_registry) {
+            let reg = registry::StoreRegistry::open(&cwd, &global.overrides())
+                .context("a models:/ or runs:/ URI needs a keel project (run `keel init`)")?;
+            LocalResolver::with_registry(Arc::new(reg))
+        } else {
+            LocalResolver::new()
+        };
     super::block_on(async move {
-        let state = AppState::new(config, Arc::new(LocalResolver::new()))?;
+        let state = AppState::new(config, Arc::new(resolver))?;
         keel_serve::server::serve(state, addr).await
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn uses_registry(uri: &str) -> bool {
+    keel_serve::resolve::RegistryUri::parse(uri).is_some()
 }
 
 pub fn monitor(global: &Global, args: MonitorArgs) -> anyhow::Result<ExitCode> {

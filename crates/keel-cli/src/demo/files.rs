@@ -193,3 +193,25 @@ columns:
     );
     s
 }
+
+/// `monitor.yaml`: windows of the server's prediction log against the
+/// training split; the alert fires as soon as any feature drifts (the
+/// demo's shift moves the amounts most; the one-hot merchant columns
+/// rarely cross the detector's threshold on their own). Its action is `log`: the demo itself reruns the pipeline when the
+/// alert fires (deterministic, and narrated).
+pub const MONITOR_YAML: &str = r#"# keel demo monitor: `keel monitor --once --json` evaluates the last window.
+log: .keel/predictions
+model: deploy/production
+reference: data/prepared/train.csv
+window: 5s
+min_rows: 30
+rules:
+  - name: feature drift
+    metric: drift_share
+    comparison: ">"
+    threshold: 0.0
+    for: 1
+    severity: critical
+    actions:
+      - log
+"#;
