@@ -45,6 +45,8 @@ enum Command {
     Data(cmd::data::DataCommand),
     /// Re-hash every object and check every dataset version's references.
     Fsck(cmd::fsck::FsckArgs),
+    /// Drift between a reference and a current dataset (Evidently's tests); exit 1 on dataset drift.
+    Drift(cmd::quality::DriftArgs),
     /// Run the end-to-end demo of keel's loop.
     Demo(cmd::demo::DemoArgs),
     /// Train a built-in model (logistic regression, gradient boosting) into a model package.
@@ -87,6 +89,7 @@ fn main() -> ExitCode {
         Command::Init(args) => cmd::init::run(&global, args),
         Command::Data(args) => cmd::data::run(&global, args),
         Command::Fsck(args) => cmd::fsck::run(&global, args),
+        Command::Drift(args) => cmd::quality::drift(&global, args),
         Command::Demo(args) => cmd::demo::run(&global, args),
         Command::Train(args) => cmd::ml::train(&global, args),
         Command::Evaluate(args) => cmd::ml::evaluate_cmd(&global, args),

@@ -14,6 +14,10 @@ use crate::output::{self, Bars};
 
 #[derive(Subcommand, Debug)]
 pub enum DataCommand {
+    /// Profile a CSV/Parquet/Arrow file: types, nulls, distinct, quantiles, top values.
+    Profile(super::quality::ProfileArgs),
+    /// Check a data file against a contract (*.contract.yaml); exit 1 on failure.
+    Validate(super::quality::ValidateArgs),
     /// Store files or directories and record a new version of each.
     Add {
         /// Files or directories (inside the project).
@@ -108,11 +112,17 @@ impl From<Link> for LinkMode {
 }
 
 pub fn run(global: &Global, command: DataCommand) -> Result<ExitCode> {
+    let command = match command {
+        DataCommand::Profile(args) => return super::quality::profile(global, args),
+        DataCommand::Validate(args) => return super::quality::validate(global, args),
+        other => other,
+    };
     let store = global.store()?;
     let cwd = global.cwd()?;
     let resolve = |s: &str| data::resolve_ref(&store, &cwd, s);
     let bars = Bars::new(global.json);
     match command {
+        DataCommand::Profile(_) | DataCommand::Validate(_) => unreachable!("dispatched above"),
         DataCommand::Add { paths, message } => {
             let mut out = Vec::new();
             for p in &paths {

@@ -7,6 +7,7 @@ pub mod fsck;
 pub mod init;
 pub mod ml;
 pub mod models;
+pub mod quality;
 pub mod run;
 pub mod serve;
 pub mod server;
@@ -54,8 +55,7 @@ impl Global {
             Some(d) => cwd.join(d),
             None => cwd,
         };
-        dir.canonicalize()
-            .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))
+        dir.canonicalize().map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))
     }
 
     /// Where `--db`/`--objects` (or `KEEL_DB`/`KEEL_OBJECTS`) point.
@@ -85,8 +85,5 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
 
 /// Prints a value as pretty JSON on stdout.
 pub fn print_json(value: &serde_json::Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).unwrap_or_default()
-    );
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
 }
