@@ -55,7 +55,8 @@ impl Global {
             Some(d) => cwd.join(d),
             None => cwd,
         };
-        dir.canonicalize().map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))
+        dir.canonicalize()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))
     }
 
     /// Where `--db`/`--objects` (or `KEEL_DB`/`KEEL_OBJECTS`) point.
@@ -85,5 +86,8 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
 
 /// Prints a value as pretty JSON on stdout.
 pub fn print_json(value: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
 }
