@@ -349,6 +349,8 @@ pub fn run(global: &Global, args: DemoArgs) -> Result<ExitCode> {
             .unwrap_or_else(|| PathBuf::from("keel-demo")),
     );
     std::fs::create_dir_all(dir.join("demo-logs"))?;
+    // HTML reports (keel data validate, keel drift) go here.
+    std::fs::create_dir_all(dir.join("quality"))?;
     let dir = dir.canonicalize()?;
     let mut d = Demo {
         exe: std::env::current_exe().context("locating the keel binary")?,
