@@ -732,7 +732,7 @@ impl Shared<'_> {
         }
 
         // 3. Run the script, with retries.
-        let extra_env = match self.runner.recorder.begin_job(&self.run_id, &job.name) {
+        let extra_env = match self.runner.recorder.begin_job(&self.run_id, &record) {
             Ok(e) => e,
             Err(e) => return fail(record, format!("recorder: {e}")),
         };

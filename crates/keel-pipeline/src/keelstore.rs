@@ -8,12 +8,27 @@
 //! directory's hash is the same here as in [`crate::store::FileStore`].
 //! Job records are written in one transaction when the run finishes, which
 //! keeps a fully cached 100-job rerun at one commit.
+//!
+//! With a tracking URI set ([`KeelStore::set_tracking_uri`], the address of
+//! a keel tracking server on the same store), pipeline runs also show up as
+//! MLflow experiments and runs: one experiment per pipeline file
+//! (`pipeline:<file>`), one tracking run per executed job (named after the
+//! job, tagged `keel.pipeline_run`, `keel.job`,
+//! `mlflow.source.git.commit`, with its `.keel` params and matrix
+//! variables as params). The job gets `MLFLOW_TRACKING_URI` and
+//! `MLFLOW_RUN_ID`, so `mlflow.log_metric` in its script logs into its own
+//! run; its `.keel` metrics are logged when it ends, and the run is
+//! terminated FINISHED, FAILED or KILLED. Cached jobs do not run and get no
+//! tracking run (the run that produced the cached result has it).
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
+use std::sync::Mutex;
 
 use keel_core::ObjectHash;
 use keel_store::objects::LinkMode;
+use keel_store::tracking::{self, experiments, runs, KeyValue, Metric, TrackingError};
 use keel_store::{Overrides, Store};
 use sqlx::Row;
 
@@ -27,6 +42,80 @@ use crate::store::{
 pub struct KeelStore {
     store: Store,
     rt: tokio::runtime::Runtime,
+    tracking: Mutex<Tracking>,
+}
+
+/// MLflow tracking state: the server's URI, and per pipeline run its
+/// experiment and the tracking run of each job that started.
+#[derive(Default)]
+struct Tracking {
+    uri: Option<String>,
+    /// Pipeline run id → (experiment id, git commit).
+    runs: HashMap<String, (i64, Option<String>)>,
+    /// (pipeline run id, job) → tracking run id.
+    jobs: HashMap<(String, String), String>,
+}
+
+// Takes the error by value to serve as `.map_err(tracking_err)`.
+#[allow(clippy::needless_pass_by_value)]
+fn tracking_err(e: TrackingError) -> Error {
+    Error::Store(format!("tracking: {e}"))
+}
+
+/// A param value as MLflow shows it: strings bare, the rest as JSON.
+fn param_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The tracking run status for a job's final status.
+fn run_status(job_status: &str) -> runs::RunStatus {
+    match job_status {
+        "success" => runs::RunStatus::Finished,
+        "canceled" => runs::RunStatus::Killed,
+        _ => runs::RunStatus::Failed,
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The experiment named `name`, created (or restored) if need be.
+async fn experiment_for(store: &Store, name: &str) -> std::result::Result<i64, TrackingError> {
+    for _ in 0..3 {
+        match experiments::get_by_name(store, name).await {
+            Ok(e) => {
+                if e.lifecycle != tracking::Lifecycle::Active {
+                    experiments::set_lifecycle(store, e.experiment_id, tracking::Lifecycle::Active)
+                        .await?;
+                }
+                return Ok(e.experiment_id);
+            }
+            Err(TrackingError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        match experiments::create(
+            store,
+            name,
+            None,
+            &[KeyValue::new("keel.source", "pipeline")],
+        )
+        .await
+        {
+            Ok(id) => return Ok(id),
+            // Another keel created it meanwhile: read it again.
+            Err(TrackingError::AlreadyExists(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    experiments::get_by_name(store, name)
+        .await
+        .map(|e| e.experiment_id)
 }
 
 fn db_err(what: &str) -> impl Fn(sqlx::Error) -> Error + '_ {
@@ -61,7 +150,81 @@ impl KeelStore {
         let store = rt
             .block_on(Store::open(dir, overrides))
             .map_err(store_err)?;
-        Ok(KeelStore { store, rt })
+        Ok(KeelStore {
+            store,
+            rt,
+            tracking: Mutex::new(Tracking::default()),
+        })
+    }
+
+    /// The underlying store (e.g. to serve the tracking API on it).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Runs `f` to completion on this store's runtime; tasks it spawns
+    /// (a server) keep running on the runtime's worker afterwards.
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    /// Records runs and jobs as MLflow experiments and runs too, and
+    /// points jobs at the tracking server at `uri` (`http://host:port`),
+    /// which must serve this same store.
+    pub fn set_tracking_uri(&self, uri: &str) {
+        if let Ok(mut t) = self.tracking.lock() {
+            t.uri = Some(uri.to_string());
+        }
+    }
+
+    fn tracking_uri(&self) -> Option<String> {
+        self.tracking.lock().ok().and_then(|t| t.uri.clone())
+    }
+
+    /// Logs a finished job's metrics and ends its tracking run, if it has one.
+    fn end_tracking_run(&self, run_id: &str, job: &JobRecord) -> Result<()> {
+        let Some(tracking_run) = self
+            .tracking
+            .lock()
+            .ok()
+            .and_then(|mut t| t.jobs.remove(&(run_id.to_string(), job.name.clone())))
+        else {
+            return Ok(());
+        };
+        let now = now_ms();
+        let metrics: Vec<Metric> = job
+            .metrics
+            .iter()
+            .map(|(k, v)| Metric {
+                key: k.clone(),
+                value: *v,
+                timestamp: now,
+                step: 0,
+                model_id: None,
+                dataset_name: None,
+                dataset_digest: None,
+            })
+            .collect();
+        self.rt
+            .block_on(async {
+                // The run ends even when a metric is refused (a key MLflow
+                // does not accept): that error is reported after.
+                let mut logged = Ok(());
+                for chunk in metrics.chunks(500) {
+                    logged = logged
+                        .and(runs::log_batch(&self.store, &tracking_run, chunk, &[], &[]).await);
+                }
+                runs::update(
+                    &self.store,
+                    &tracking_run,
+                    Some(run_status(&job.status)),
+                    Some(now),
+                    None,
+                )
+                .await?;
+                logged
+            })
+            .map_err(tracking_err)
     }
 
     /// The project root.
@@ -227,22 +390,116 @@ impl RunRecorder for KeelStore {
                 .execute(pool),
             )
             .map_err(db_err("recording the pipeline run"))?;
+        if self.tracking_uri().is_some() {
+            let name = format!("pipeline:{}", run.file);
+            let id = self
+                .rt
+                .block_on(experiment_for(&self.store, &name))
+                .map_err(tracking_err)?;
+            if let Ok(mut t) = self.tracking.lock() {
+                t.runs
+                    .insert(run.run_id.clone(), (id, run.git_commit.clone()));
+            }
+        }
         Ok(())
     }
 
-    fn begin_job(&self, run_id: &str, job: &str) -> Result<Vec<(String, String)>> {
-        Ok(vec![
+    fn begin_job(&self, run_id: &str, job: &JobRecord) -> Result<Vec<(String, String)>> {
+        let mut env = vec![
             ("KEEL_RUN_ID".into(), run_id.to_string()),
-            ("KEEL_JOB".into(), job.to_string()),
-        ])
+            ("KEEL_JOB".into(), job.name.clone()),
+        ];
+        let Some(uri) = self.tracking_uri() else {
+            return Ok(env);
+        };
+        let Some((experiment_id, commit)) = self
+            .tracking
+            .lock()
+            .ok()
+            .and_then(|t| t.runs.get(run_id).cloned())
+        else {
+            return Ok(env);
+        };
+        let mut tags = vec![
+            KeyValue::new("keel.pipeline_run", run_id),
+            KeyValue::new("keel.job", job.name.clone()),
+            KeyValue::new("keel.job.base", job.base.clone()),
+            KeyValue::new("keel.stage", job.stage.clone()),
+            KeyValue::new("mlflow.user", tracking::Actor::local().0),
+        ];
+        if let Some(key) = &job.cache_key {
+            tags.push(KeyValue::new("keel.cache_key", key.clone()));
+        }
+        if let Some(c) = commit {
+            tags.push(KeyValue::new("mlflow.source.git.commit", c));
+        }
+        // Matrix variables first; a `.keel` param of the same name wins.
+        let mut params: std::collections::BTreeMap<String, String> = job.matrix.clone();
+        for (k, v) in &job.params {
+            params.insert(k.clone(), param_text(v));
+        }
+        let params: Vec<KeyValue> = params
+            .into_iter()
+            .map(|(k, v)| KeyValue::new(k, v))
+            .collect();
+        let tracking_run = self
+            .rt
+            .block_on(async {
+                let run = runs::create(
+                    &self.store,
+                    experiment_id,
+                    &tracking::Actor::local().0,
+                    Some(&job.name),
+                    None,
+                    &tags,
+                )
+                .await?;
+                for chunk in params.chunks(100) {
+                    runs::log_batch(&self.store, &run.info.run_id, &[], chunk, &[]).await?;
+                }
+                Ok(run.info.run_id)
+            })
+            .map_err(tracking_err)?;
+        if let Ok(mut t) = self.tracking.lock() {
+            t.jobs
+                .insert((run_id.to_string(), job.name.clone()), tracking_run.clone());
+        }
+        env.push(("MLFLOW_TRACKING_URI".into(), uri));
+        env.push(("MLFLOW_RUN_ID".into(), tracking_run));
+        Ok(env)
     }
 
-    fn record_job(&self, _run_id: &str, _job: &JobRecord) -> Result<()> {
-        // Written with the run, in one transaction (see finish_run).
-        Ok(())
+    fn record_job(&self, run_id: &str, job: &JobRecord) -> Result<()> {
+        // The lineage is written with the run, in one transaction (see
+        // finish_run); only the job's tracking run ends here.
+        self.end_tracking_run(run_id, job)
     }
 
     fn finish_run(&self, run: &PipelineRecord) -> Result<()> {
+        // Tracking runs of jobs that never reported (a cancel) end too.
+        let open: Vec<String> = self
+            .tracking
+            .lock()
+            .map(|mut t| {
+                t.runs.remove(&run.run_id);
+                let keys: Vec<(String, String)> = t
+                    .jobs
+                    .keys()
+                    .filter(|(r, _)| *r == run.run_id)
+                    .cloned()
+                    .collect();
+                keys.into_iter().filter_map(|k| t.jobs.remove(&k)).collect()
+            })
+            .unwrap_or_default();
+        for tracking_run in &open {
+            let _ = self.rt.block_on(runs::update(
+                &self.store,
+                tracking_run,
+                Some(runs::RunStatus::Killed),
+                Some(now_ms()),
+                None,
+            ));
+        }
         let pool = self.store.db.pool();
         self.rt.block_on(async {
             let err = db_err("recording the pipeline's jobs");

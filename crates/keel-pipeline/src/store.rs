@@ -138,9 +138,11 @@ pub struct PipelineRecord {
 pub trait RunRecorder: Send + Sync {
     /// A run starts.
     fn begin_run(&self, run: &PipelineRecord) -> Result<()>;
-    /// A job is about to run its script; returns extra environment for it
-    /// (e.g. `MLFLOW_RUN_ID` once tracking is wired).
-    fn begin_job(&self, run_id: &str, job: &str) -> Result<Vec<(String, String)>>;
+    /// A job is about to run its script (not called for cached, skipped or
+    /// manual jobs); returns extra environment for it (e.g.
+    /// `MLFLOW_RUN_ID`). `job` is its record so far: name, matrix and the
+    /// resolved `.keel` params are set.
+    fn begin_job(&self, run_id: &str, job: &JobRecord) -> Result<Vec<(String, String)>>;
     /// A job finished (ran, was cached, skipped…).
     fn record_job(&self, run_id: &str, job: &JobRecord) -> Result<()>;
     /// The run finished; `run.jobs` holds every job.
@@ -338,10 +340,10 @@ impl RunRecorder for FileStore {
         write_atomic(&self.run_file(&run.run_id), &bytes)
     }
 
-    fn begin_job(&self, run_id: &str, job: &str) -> Result<Vec<(String, String)>> {
+    fn begin_job(&self, run_id: &str, job: &JobRecord) -> Result<Vec<(String, String)>> {
         Ok(vec![
             ("KEEL_RUN_ID".into(), run_id.to_string()),
-            ("KEEL_JOB".into(), job.to_string()),
+            ("KEEL_JOB".into(), job.name.clone()),
         ])
     }
 

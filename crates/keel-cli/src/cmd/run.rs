@@ -107,15 +107,39 @@ pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     // keel's object store and metadata DB when in a keel project (`keel
     // init`), else plain files under .keel/ next to the pipeline.
-    let (keel_store, files);
-    let (store, cache, recorder): (&dyn OutputStore, &dyn RunCache, &dyn RunRecorder) =
-        if keel_store::Project::discover(&pipeline.project_dir).is_ok() {
-            keel_store = KeelStore::open(&pipeline.project_dir, &global.overrides())?;
-            (&keel_store, &keel_store, &keel_store)
-        } else {
-            files = FileStore::new(&pipeline.project_dir.join(".keel"));
-            (&files, &files, &files)
-        };
+    let keel = if keel_store::Project::discover(&pipeline.project_dir).is_ok() {
+        Some(KeelStore::open(&pipeline.project_dir, &global.overrides())?)
+    } else {
+        None
+    };
+    let files = FileStore::new(&pipeline.project_dir.join(".keel"));
+    let (store, cache, recorder): (&dyn OutputStore, &dyn RunCache, &dyn RunRecorder) = match &keel
+    {
+        Some(k) => (k, k, k),
+        None => (&files, &files, &files),
+    };
+    // In a keel project, the tracking API serves on an ephemeral loopback
+    // port for the pipeline's duration: jobs get MLFLOW_TRACKING_URI and
+    // MLFLOW_RUN_ID of their own tracking run.
+    let server = match &keel {
+        Some(ks) => {
+            let server = ks
+                .block_on(keel_server::spawn(
+                    ks.store().clone(),
+                    "127.0.0.1:0".parse()?,
+                    keel_server::Config::loopback(),
+                ))
+                .context("starting the tracking API for the pipeline's jobs")?;
+            ks.set_tracking_uri(&format!("http://{}", server.addr));
+            Some(server)
+        }
+        None => None,
+    };
+    // Whatever happens next, the server stops when this returns.
+    let _server = ServerGuard {
+        server,
+        store: keel.as_ref(),
+    };
     let cancel = CancelToken::new();
     cancel
         .cancel_on_ctrl_c()
@@ -219,6 +243,21 @@ pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
         PipelineStatus::Success | PipelineStatus::NotCreated => Ok(ExitCode::SUCCESS),
         PipelineStatus::Failed => Err(CheckFailed("pipeline failed".into()).into()),
         PipelineStatus::Canceled => Err(CheckFailed("pipeline canceled".into()).into()),
+    }
+}
+
+/// Stops the pipeline's tracking server when dropped (success, error,
+/// cancel or panic alike).
+struct ServerGuard<'a> {
+    server: Option<keel_server::Server>,
+    store: Option<&'a KeelStore>,
+}
+
+impl Drop for ServerGuard<'_> {
+    fn drop(&mut self) {
+        if let (Some(server), Some(store)) = (self.server.take(), self.store) {
+            store.block_on(server.shutdown());
+        }
     }
 }
 

@@ -1,0 +1,176 @@
+//! `keel run` in a keel project: the pipeline is an MLflow experiment, each
+//! executed job a tracking run that its script can log into with no
+//! configuration (`MLFLOW_TRACKING_URI`, `MLFLOW_RUN_ID`).
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use keel_store::tracking::{experiments, runs};
+use keel_store::{Overrides, Store};
+
+use crate::util::Env;
+
+const PIPELINE: &str = r#"
+.keel:
+  params_file: params.yaml
+  jobs:
+    train: {params: [train.lr], metrics: [metrics.json]}
+stages: [a, b]
+train:
+  stage: a
+  parallel:
+    matrix:
+      - OPT: [adam]
+  script:
+    - 'echo "$MLFLOW_TRACKING_URI $MLFLOW_RUN_ID" > seen-train.txt'
+    - 'echo ''{"acc": 0.75}'' > metrics.json'
+broken:
+  stage: b
+  needs: []
+  allow_failure: true
+  script:
+    - 'echo "$MLFLOW_RUN_ID" > seen-broken.txt'
+    - exit 3
+"#;
+
+const PYTHON_JOB: &str = r#"
+log:
+  stage: b
+  script:
+    - '"$KEEL_PYTHON" -c "import mlflow; mlflow.log_metric(\"py_metric\", 1.5, step=2)"'
+"#;
+
+fn git(env: &Env, args: &[&str]) {
+    let ok = Command::new("git")
+        .args(args)
+        .current_dir(env.root())
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "git {args:?}");
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn kv(v: &[keel_store::tracking::KeyValue]) -> BTreeMap<String, String> {
+    v.iter().map(|t| (t.key.clone(), t.value.clone())).collect()
+}
+
+#[test]
+fn jobs_are_tracking_runs_their_scripts_can_log_into() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let python = std::env::var("KEEL_PYTHON").ok().filter(|p| !p.is_empty());
+    let mut yaml = PIPELINE.to_string();
+    if python.is_some() {
+        yaml.push_str(PYTHON_JOB);
+    }
+    env.write(".gitlab-ci.yml", yaml.as_bytes());
+    env.write("params.yaml", b"train:\n  lr: 0.01\n");
+    git(&env, &["init", "-q"]);
+    git(&env, &["add", ".gitlab-ci.yml", "params.yaml"]);
+    git(&env, &["commit", "-q", "-m", "pipeline"]);
+    let head = String::from_utf8(
+        Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(env.root())
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+
+    let mut cmd = env.cmd(&["run", "--json"]);
+    if let Some(p) = &python {
+        cmd.env("KEEL_PYTHON", p);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "keel run failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pipeline_run = summary["run_id"].as_str().unwrap().to_string();
+
+    let seen = std::fs::read_to_string(env.path("seen-train.txt")).unwrap();
+    let (uri, train_run) = seen.trim().split_once(' ').unwrap();
+    assert!(uri.starts_with("http://127.0.0.1:"), "{seen}");
+    assert_eq!(train_run.len(), 32, "{seen}");
+    let broken_run = std::fs::read_to_string(env.path("seen-broken.txt")).unwrap();
+    let broken_run = broken_run.trim();
+    assert_ne!(broken_run, train_run);
+
+    let rt = rt();
+    let store = rt
+        .block_on(Store::open(env.root(), &Overrides::default()))
+        .unwrap();
+    let exp = rt
+        .block_on(experiments::get_by_name(&store, "pipeline:.gitlab-ci.yml"))
+        .unwrap();
+
+    let run = rt.block_on(runs::get(&store, train_run)).unwrap();
+    assert_eq!(run.info.experiment_id, exp.experiment_id);
+    assert_eq!(run.info.status, runs::RunStatus::Finished);
+    assert!(run.info.end_time.is_some());
+    assert_eq!(run.info.run_name, "train: [adam]");
+    let tags = kv(&run.tags);
+    assert_eq!(tags["keel.pipeline_run"], pipeline_run);
+    assert_eq!(tags["keel.job"], "train: [adam]");
+    assert_eq!(tags["mlflow.source.git.commit"], head);
+    let params = kv(&run.params);
+    assert_eq!(params["train.lr"], "0.01", "{params:?}");
+    assert_eq!(params["OPT"], "adam", "{params:?}");
+    let metrics: BTreeMap<String, f64> = run
+        .metrics
+        .iter()
+        .map(|m| (m.key.clone(), m.value))
+        .collect();
+    assert_eq!(metrics.get("acc"), Some(&0.75), "{metrics:?}");
+
+    let run = rt.block_on(runs::get(&store, broken_run)).unwrap();
+    assert_eq!(run.info.status, runs::RunStatus::Failed);
+    assert_eq!(kv(&run.tags)["keel.job"], "broken");
+
+    if python.is_some() {
+        let job = summary["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["name"] == "log")
+            .unwrap();
+        assert_eq!(job["status"], "success", "{job:#}");
+        let page = rt
+            .block_on(runs::search(
+                &store,
+                &[exp.experiment_id],
+                "tags.`keel.job` = 'log'",
+                keel_store::tracking::ViewType::ActiveOnly,
+                10,
+                &[],
+                None,
+            ))
+            .unwrap();
+        let run = &page.items[0];
+        let m = run.metrics.iter().find(|m| m.key == "py_metric").unwrap();
+        assert_eq!((m.value, m.step), (1.5, 2));
+    }
+
+    // A rerun: the cached job gets no new tracking run; the experiment is reused.
+    env.ok(&["run"]);
+    let again = rt
+        .block_on(experiments::get_by_name(&store, "pipeline:.gitlab-ci.yml"))
+        .unwrap();
+    assert_eq!(again.experiment_id, exp.experiment_id);
+}
