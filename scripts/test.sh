@@ -69,4 +69,4 @@ export KEEL_TEST_POSTGRES="postgres://postgres@127.0.0.1:$port/postgres"
 # --- the tests ----------------------------------------------------------------
 log "cargo test (target dir $CARGO_TARGET_DIR)"
 # With arguments (e.g. `-p keel-store`), only those; otherwise everything.
-if [ $# -gt 0 ]; then cargo test --locked "$@"; else cargo test --workspace --locked; fi
+if [ $# -gt 0 ]; then cargo test --locked "$@"; else cargo test --workspace --locked --no-fail-fast; fi

@@ -122,9 +122,12 @@ pub async fn create(
         match res {
             Ok(_) => {}
             Err(e) if is_unique_violation(&e) => {
+                // PostgreSQL aborts a transaction at its first error: roll
+                // it back and look outside it.
+                let _ = tx.rollback().await;
                 let exists = sqlx::query("SELECT 1 FROM experiments WHERE name = $1")
                     .bind(name)
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(store.db.pool())
                     .await
                     .map_err(TrackingError::db("creating experiment"))?
                     .is_some();
