@@ -11,6 +11,7 @@ use keel_store::tracking::{artifacts, runs, Actor};
 use keel_store::Store;
 use serde_json::json;
 
+use super::ml::{GATES_PASSED_TAG, GATES_REPORT_TAG};
 use super::{block_on, print_json, CheckFailed, Global};
 use crate::output;
 
@@ -47,6 +48,8 @@ pub enum ModelsCommand {
         alias: String,
         /// A gates.yaml to check the version's run metrics against
         /// (no-regression compares with the alias's current version).
+        /// Without it, the outcome of the version's last `keel gate` (a
+        /// version tag) decides, if there is one.
         #[arg(long, value_name = "FILE")]
         gates: Option<PathBuf>,
         /// Promote even if gates fail (recorded in the history).
@@ -334,6 +337,48 @@ async fn promote(
     let v = reg::get_version(store, name, version).await?;
     let mut note = String::from("no gates checked");
     let mut report_json = serde_json::Value::Null;
+    let recorded = v.tags.iter().find(|t| t.key == GATES_PASSED_TAG);
+    if let (None, Some(passed)) = (&gates, recorded) {
+        // The outcome `keel gate models:/NAME/VERSION …` stored.
+        let report: serde_json::Value = v
+            .tags
+            .iter()
+            .find(|t| t.key == GATES_REPORT_TAG)
+            .and_then(|t| serde_json::from_str(&t.value).ok())
+            .unwrap_or_default();
+        let failed: Vec<String> = report["results"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["status"] == "failed")
+            .filter_map(|r| r["message"].as_str().map(String::from))
+            .collect();
+        let file = report["gates_file"].as_str().unwrap_or("?");
+        report_json = report.clone();
+        if passed.value == "true" {
+            note = format!("gates passed (recorded by keel gate, {file})");
+        } else {
+            note = format!(
+                "gates FAILED (recorded by keel gate, {file}): {}{}",
+                failed.join("; "),
+                if force { " [forced]" } else { "" }
+            );
+            if !force {
+                if g.json {
+                    print_json(&json!({"promoted": false, "gates": report_json}));
+                } else {
+                    for f in &failed {
+                        eprintln!("gate failed: {f}");
+                    }
+                }
+                return Err(CheckFailed(format!(
+                    "{name} v{version} not promoted to @{alias}: its last `keel gate` failed ({} gate(s)); use --force to override",
+                    failed.len()
+                ))
+                .into());
+            }
+        }
+    }
     if let Some(path) = gates {
         let spec = keel_ml::gates::GateSpec::load(&g.cwd()?.join(&path))?;
         let metrics = version_metrics(store, &v).await?;
