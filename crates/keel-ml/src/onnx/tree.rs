@@ -103,6 +103,9 @@ struct Tree {
 /// Trees at most this deep are walked in lockstep to the bottom.
 const LOCKSTEP_DEPTH: u32 = 12;
 
+/// Blocks of fewer rows walk each row alone (see `accumulate_block`).
+const LOCKSTEP_ROWS: usize = 4;
+
 /// Rows evaluated together, tree by tree, so that a tree's nodes stay in
 /// cache while every row of the block walks it.
 const BLOCK: usize = 128;
@@ -399,7 +402,10 @@ impl TreeEnsemble {
         has.iter_mut().for_each(|h| *h = false);
         for tree in &self.trees {
             at.fill(tree.root);
-            for _ in 0..tree.lockstep {
+            // Lockstep pays off when there are rows to overlap; a lone row
+            // is faster walked with branches the CPU can speculate past.
+            let lockstep = if m >= LOCKSTEP_ROWS { tree.lockstep } else { 0 };
+            for _ in 0..lockstep {
                 for (r, i) in at.iter_mut().enumerate() {
                     let n = nodes[*i as usize];
                     let v = x[r * cols + n.feature as usize];
@@ -410,20 +416,25 @@ impl TreeEnsemble {
                     };
                 }
             }
-            if tree.finish {
-                for (r, i) in at.iter_mut().enumerate() {
+            if tree.finish || lockstep == 0 {
+                for (r, slot) in at.iter_mut().enumerate() {
+                    let mut i = *slot;
                     loop {
-                        let n = nodes[*i as usize];
-                        if n.yes == *i {
+                        let n = nodes[i as usize];
+                        if n.yes == i {
                             break;
                         }
                         let v = x[r * cols + n.feature as usize];
-                        *i = if go(*i as usize, v, n.threshold) {
-                            n.yes
+                        // A branch, not a conditional move: one row has no
+                        // other rows to overlap with, so speculating down
+                        // the predicted side beats waiting for each load.
+                        if go(i as usize, v, n.threshold) {
+                            i = std::hint::black_box(n.yes);
                         } else {
-                            n.no
-                        };
+                            i = n.no;
+                        }
                     }
+                    *slot = i;
                 }
             }
             for (r, &i) in at.iter().enumerate() {
