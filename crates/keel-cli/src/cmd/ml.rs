@@ -12,7 +12,13 @@ use keel_ml::package::{self, KeelMetadata, Package};
 use keel_ml::table::Table;
 use keel_ml::train::{self, Dataset, TrainParams};
 
-use super::{CheckFailed, Global};
+use keel_serve::resolve::RegistryUri;
+use keel_store::registry as reg;
+use keel_store::tracking::{runs, validate, KeyValue, Metric, TrackingError};
+use keel_store::Store;
+
+use super::serve::registry;
+use super::{block_on, CheckFailed, Global};
 
 /// `keel train`: fit a built-in model on a CSV file and write an
 /// MLflow-format model package.
@@ -50,7 +56,8 @@ pub struct TrainArgs {
 /// Options shared by `evaluate` and `gate`.
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// A model package directory or a `.onnx` file.
+    /// A model package directory or a `.onnx` file (`keel gate` also takes
+    /// models:/NAME/VERSION and models:/NAME@ALIAS).
     model: PathBuf,
     /// Evaluation data (CSV).
     data: PathBuf,
@@ -98,8 +105,10 @@ pub struct GateArgs {
     /// The gates file.
     #[arg(long, value_name = "YAML")]
     gates: PathBuf,
-    /// Baseline model package for no-regression gates (evaluated on the
-    /// same data); default: the `no_regression.baseline` path if it exists.
+    /// Baseline model for no-regression gates (evaluated on the same data):
+    /// a package, models:/NAME/VERSION or models:/NAME@ALIAS; default: the
+    /// gates file's `no_regression.baseline` (for a registered MODEL, a bare
+    /// alias there means that alias of the same model).
     #[arg(long, value_name = "MODEL")]
     baseline: Option<PathBuf>,
 }
@@ -302,30 +311,136 @@ pub fn evaluate_cmd(g: &Global, args: EvaluateArgs) -> anyhow::Result<ExitCode> 
 /// Runs `keel gate`: exit 0 when every gate passes, 1 when one fails.
 pub fn gate_cmd(g: &Global, args: GateArgs) -> anyhow::Result<ExitCode> {
     let spec = GateSpec::load(&resolve(g, &args.gates))?;
-    let (ev, _) = run_eval(g, &args.eval, &args.eval.model, &spec.sensitive_columns())?;
+    // One runtime for the whole command: the store's connections belong to
+    // the runtime that opened them.
+    block_on(gate_async(g, &args, &spec))
+}
+
+/// A registered version being gated or compared with.
+struct Registered {
+    version: reg::ModelVersion,
+    dir: PathBuf,
+}
+
+/// `models:/NAME/VERSION` or `models:/NAME@ALIAS`; `None` for a path.
+fn registry_uri(s: &str) -> anyhow::Result<Option<RegistryUri>> {
+    match RegistryUri::parse(s) {
+        None => Ok(None),
+        Some(RegistryUri::Run { .. }) => bail!(
+            "{s}: gate a package directory, a .onnx file, models:/NAME/VERSION or models:/NAME@ALIAS"
+        ),
+        Some(uri) => Ok(Some(uri)),
+    }
+}
+
+/// Looks a registered version up (`None` when an alias is not set) and
+/// materializes its package.
+async fn lookup(store: &Store, uri: &RegistryUri) -> anyhow::Result<Option<Registered>> {
+    let version = match uri {
+        RegistryUri::Alias { name, alias } => match reg::get_by_alias(store, name, alias).await {
+            Ok(v) => v,
+            Err(TrackingError::NotFound(_)) => {
+                reg::get_model(store, name).await?;
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        },
+        RegistryUri::Version { name, version } => {
+            reg::get_version(store, name, reg::version_number(version)?).await?
+        }
+        RegistryUri::Run { .. } => unreachable!("registry_uri refuses runs:/"),
+    };
+    let dir = registry::version_dir(store, &registry::cache_dir(store), &version).await?;
+    Ok(Some(Registered { version, dir }))
+}
+
+async fn gate_async(g: &Global, args: &GateArgs, spec: &GateSpec) -> anyhow::Result<ExitCode> {
+    let model_arg = args.eval.model.to_string_lossy().into_owned();
+    let explicit_baseline = args.baseline.is_some();
+    let baseline_arg = match &args.baseline {
+        Some(b) => Some(b.to_string_lossy().into_owned()),
+        None => spec.no_regression.as_ref().map(|n| n.baseline.clone()),
+    };
+    let model_uri = registry_uri(&model_arg)?;
+    let mut baseline_uri = match &baseline_arg {
+        Some(b) => registry_uri(b)?,
+        None => None,
+    };
+    // A bare alias (`baseline: production`) names an alias of the gated
+    // model when that model is a registered one and no such path exists.
+    if let (None, Some(b), Some(m)) = (&baseline_uri, &baseline_arg, &model_uri) {
+        let name = match m {
+            RegistryUri::Alias { name, .. } | RegistryUri::Version { name, .. } => name,
+            RegistryUri::Run { .. } => unreachable!("registry_uri refuses runs:/"),
+        };
+        if !b.contains('/') && !resolve(g, Path::new(b)).exists() {
+            baseline_uri = Some(RegistryUri::Alias {
+                name: name.clone(),
+                alias: b.clone(),
+            });
+        }
+    }
+    let store = if model_uri.is_some() || baseline_uri.is_some() {
+        Some(Store::open(&g.cwd()?, &g.overrides()).await?)
+    } else {
+        None
+    };
+    let registered = match (&model_uri, &store) {
+        (Some(uri), Some(store)) => Some(
+            lookup(store, uri)
+                .await?
+                .with_context(|| format!("{model_arg}: the alias is not set"))?,
+        ),
+        _ => None,
+    };
+    let model_path = registered
+        .as_ref()
+        .map_or_else(|| args.eval.model.clone(), |r| r.dir.clone());
+    let (ev, _) = run_eval(g, &args.eval, &model_path, &spec.sensitive_columns())?;
     let metrics = flat_metrics(&ev);
-    let baseline_path = args.baseline.clone().or_else(|| {
-        spec.no_regression
-            .as_ref()
-            .map(|n| PathBuf::from(&n.baseline))
-            .filter(|p| resolve(g, p).exists())
-    });
+    let baseline_path = match (&baseline_uri, &store, &baseline_arg) {
+        (Some(uri), Some(store), _) => lookup(store, uri).await?.map(|r| r.dir),
+        (_, _, Some(b)) if explicit_baseline || resolve(g, Path::new(b)).exists() => {
+            Some(PathBuf::from(b))
+        }
+        _ => None,
+    };
     let baseline: Option<BTreeMap<String, f64>> = match &baseline_path {
         Some(b) => Some(flat_metrics(
             &run_eval(g, &args.eval, b, &spec.sensitive_columns())?.0,
         )),
         None => None,
     };
-    let report = gate(&spec, &metrics, baseline.as_ref());
+    let report = gate(spec, &metrics, baseline.as_ref());
+    if let (Some(r), Some(store)) = (&registered, &store) {
+        record_gates(store, &r.version, args, &metrics, &report)
+            .await
+            .with_context(|| {
+                format!(
+                    "recording the gate results on {} v{}",
+                    r.version.name, r.version.version
+                )
+            })?;
+    }
     if g.json {
+        let model = registered
+            .as_ref()
+            .map(|r| serde_json::json!({"name": r.version.name, "version": r.version.version}));
         println!(
             "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({"gates": report, "metrics": metrics})
-            )?
+            serde_json::to_string_pretty(&serde_json::json!({
+                "gates": report, "metrics": metrics, "model": model,
+                "baseline": baseline_path.as_ref().and(baseline_arg.as_ref()),
+            }))?
         );
     } else {
         print_report(&report);
+        if let Some(r) = &registered {
+            println!(
+                "recorded on {} v{} (tag {GATES_PASSED_TAG})",
+                r.version.name, r.version.version
+            );
+        }
     }
     if report.passed {
         Ok(ExitCode::SUCCESS)
@@ -333,6 +448,60 @@ pub fn gate_cmd(g: &Global, args: GateArgs) -> anyhow::Result<ExitCode> {
         let n = report.failures().count();
         Err(CheckFailed(format!("{n} gate(s) failed")).into())
     }
+}
+
+/// Version tag saying whether the version's last `keel gate` passed
+/// (`true`/`false`); `keel models promote` refuses a `false`.
+pub const GATES_PASSED_TAG: &str = "keel.gates.passed";
+/// Version tag with that gate run's report (JSON).
+pub const GATES_REPORT_TAG: &str = "keel.gates.report";
+
+/// Stores a gate run on the version: its metrics on the version's run (so
+/// later no-regression checks and `promote --gates` see them), and the
+/// outcome and report as version tags.
+async fn record_gates(
+    store: &Store,
+    v: &reg::ModelVersion,
+    args: &GateArgs,
+    metrics: &BTreeMap<String, f64>,
+    report: &GateReport,
+) -> anyhow::Result<()> {
+    if let Some(run_id) = &v.run_id {
+        let now = keel_store::db::now_ms();
+        let points: Vec<Metric> = metrics
+            .iter()
+            .map(|(k, &value)| Metric {
+                key: k.clone(),
+                value,
+                timestamp: now,
+                step: 0,
+                model_id: None,
+                dataset_name: None,
+                dataset_digest: None,
+            })
+            .collect();
+        for chunk in points.chunks(validate::MAX_BATCH_METRICS) {
+            runs::log_batch(store, run_id, chunk, &[], &[]).await?;
+        }
+    }
+    let detail = serde_json::json!({
+        "passed": report.passed,
+        "results": report.results,
+        "gates_file": args.gates,
+        "data": args.eval.data,
+        "at_ms": keel_store::db::now_ms(),
+    });
+    for (key, value) in [
+        (GATES_PASSED_TAG, report.passed.to_string()),
+        (GATES_REPORT_TAG, detail.to_string()),
+    ] {
+        let tag = KeyValue {
+            key: key.into(),
+            value,
+        };
+        reg::set_version_tag(store, &v.name, v.version, &tag).await?;
+    }
+    Ok(())
 }
 
 fn print_report(r: &GateReport) {

@@ -11,6 +11,7 @@ use keel_store::tracking::{artifacts, runs, Actor};
 use keel_store::Store;
 use serde_json::json;
 
+use super::ml::{GATES_PASSED_TAG, GATES_REPORT_TAG};
 use super::{block_on, print_json, CheckFailed, Global};
 use crate::output;
 
@@ -47,6 +48,8 @@ pub enum ModelsCommand {
         alias: String,
         /// A gates.yaml to check the version's run metrics against
         /// (no-regression compares with the alias's current version).
+        /// Without it, the outcome of the version's last `keel gate` (a
+        /// version tag) decides, if there is one.
         #[arg(long, value_name = "FILE")]
         gates: Option<PathBuf>,
         /// Promote even if gates fail (recorded in the history).
@@ -322,6 +325,66 @@ async fn version_metrics(store: &Store, v: &ModelVersion) -> anyhow::Result<BTre
         .collect())
 }
 
+/// The gate outcome a promotion goes by.
+struct Checked {
+    passed: bool,
+    /// The failed gates' messages.
+    failed: Vec<String>,
+    /// Where the outcome comes from, for the history note.
+    source: String,
+    report: serde_json::Value,
+}
+
+/// Checks `gates` against the version's run metrics (no regression
+/// against the version `alias` points at now).
+async fn check_gates(
+    g: &Global,
+    store: &Store,
+    v: &ModelVersion,
+    alias: &str,
+    path: &std::path::Path,
+) -> anyhow::Result<Checked> {
+    let spec = keel_ml::gates::GateSpec::load(&g.cwd()?.join(path))?;
+    let metrics = version_metrics(store, v).await?;
+    let baseline = match reg::get_by_alias(store, &v.name, alias).await {
+        Ok(cur) => Some(version_metrics(store, &cur).await?),
+        Err(_) => None,
+    };
+    let report = keel_ml::gates::gate(&spec, &metrics, baseline.as_ref());
+    Ok(Checked {
+        passed: report.passed,
+        failed: report.failures().map(|f| f.message.clone()).collect(),
+        source: path.display().to_string(),
+        report: serde_json::to_value(&report)?,
+    })
+}
+
+/// The outcome the version's last `keel gate models:/NAME/VERSION …`
+/// stored in its tags, if any.
+fn recorded_gates(v: &ModelVersion) -> Option<Checked> {
+    let tag = |key: &str| v.tags.iter().find(|t| t.key == key).map(|t| &t.value);
+    let passed = tag(GATES_PASSED_TAG)? == "true";
+    let report: serde_json::Value = tag(GATES_REPORT_TAG)
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_default();
+    let failed = report["results"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["status"] == "failed")
+        .filter_map(|r| r["message"].as_str().map(String::from))
+        .collect();
+    Some(Checked {
+        passed,
+        failed,
+        source: format!(
+            "recorded by keel gate, {}",
+            report["gates_file"].as_str().unwrap_or("?")
+        ),
+        report,
+    })
+}
+
 async fn promote(
     g: &Global,
     store: &Store,
@@ -332,37 +395,38 @@ async fn promote(
     force: bool,
 ) -> anyhow::Result<ExitCode> {
     let v = reg::get_version(store, name, version).await?;
+    let checked = match gates {
+        Some(path) => Some(check_gates(g, store, &v, alias, &path).await?),
+        None => recorded_gates(&v),
+    };
     let mut note = String::from("no gates checked");
     let mut report_json = serde_json::Value::Null;
-    if let Some(path) = gates {
-        let spec = keel_ml::gates::GateSpec::load(&g.cwd()?.join(&path))?;
-        let metrics = version_metrics(store, &v).await?;
-        let baseline = match reg::get_by_alias(store, name, alias).await {
-            Ok(cur) => Some(version_metrics(store, &cur).await?),
-            Err(_) => None,
-        };
-        let report = keel_ml::gates::gate(&spec, &metrics, baseline.as_ref());
-        let failed: Vec<String> = report.failures().map(|f| f.message.clone()).collect();
-        note = if report.passed {
-            format!("gates passed ({})", path.display())
+    if let Some(c) = checked {
+        note = if c.passed {
+            format!("gates passed ({})", c.source)
         } else {
             format!(
                 "gates FAILED ({}): {}{}",
-                path.display(),
-                failed.join("; "),
+                c.source,
+                c.failed.join("; "),
                 if force { " [forced]" } else { "" }
             )
         };
-        report_json = serde_json::to_value(&report)?;
-        if !report.passed && !force {
+        report_json = c.report;
+        if !c.passed && !force {
             if g.json {
                 print_json(&json!({"promoted": false, "gates": report_json}));
             } else {
-                for f in &failed {
+                for f in &c.failed {
                     eprintln!("gate failed: {f}");
                 }
             }
-            return Err(CheckFailed(format!("{name} v{version} not promoted to @{alias}: {} gate(s) failed (use --force to override)", failed.len())).into());
+            return Err(CheckFailed(format!(
+                "{name} v{version} not promoted to @{alias}: {} gate(s) failed ({}); use --force to override",
+                c.failed.len(),
+                c.source
+            ))
+            .into());
         }
     }
     let prev = reg::set_alias(store, name, alias, version, &Actor::local(), &note).await?;

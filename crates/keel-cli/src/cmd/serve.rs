@@ -13,7 +13,7 @@ use keel_serve::server::{AppState, ServeConfig};
 
 use super::Global;
 
-mod registry;
+pub(crate) mod registry;
 
 /// `keel serve MODEL_URI`.
 #[derive(Args, Debug)]

@@ -2,5 +2,6 @@
 
 mod data;
 mod demo;
+mod gates;
 mod tracking;
 mod util;

@@ -2,9 +2,11 @@
 //! arrays.
 //!
 //! At load time the per-node attribute arrays are turned into one `Vec` of
-//! compact nodes with absolute child indices, plus one `Vec` of leaf
-//! weights; evaluation is then a tight loop per (row, tree) with no hashing
-//! and no allocation. Large batches are split over rayon's pool.
+//! compact nodes with absolute child indices (leaves point to themselves),
+//! plus one `Vec` of leaf weights. Evaluation takes rows in blocks and
+//! walks one tree at a time for the whole block, the rows in lockstep, with
+//! no hashing and no allocation per row. Large batches are split over
+//! rayon's pool.
 //!
 //! Aggregation and the binary-classifier conventions (one score column,
 //! `base_values`, which label wins) follow onnxruntime, the reference every
@@ -28,18 +30,85 @@ enum Mode {
     Leaf,
 }
 
+/// A node's test, kept apart from [`Node`] so the hot layout stays small;
+/// only ensembles with mixed modes or missing-value routing read it.
 #[derive(Clone, Copy, Debug)]
-struct Node {
-    threshold: f64,
-    feature: u32,
-    /// For a branch: the child taken when the test holds; for a leaf: the
-    /// first index into `weights`.
-    yes: u32,
-    /// For a branch: the other child; for a leaf: one past the last weight.
-    no: u32,
+struct Test {
     mode: Mode,
     missing_yes: bool,
 }
+
+impl Test {
+    #[inline]
+    fn go<T: Feature>(self, v: T, t: T) -> bool {
+        (match self.mode {
+            Mode::Leq => v <= t,
+            Mode::Lt => v < t,
+            Mode::Gte => v >= t,
+            Mode::Gt => v > t,
+            Mode::Eq => v == t,
+            Mode::Neq => v != t,
+            // A leaf's children are itself: either way it stays.
+            Mode::Leaf => true,
+        }) || (self.missing_yes && v.is_nan())
+    }
+}
+
+/// The element type of the feature matrix and thresholds: `f32` when every
+/// threshold is exactly an `f32` and the input is `f32` (comparing there
+/// gives the same answers as comparing both widened to `f64`, and halves
+/// the node size), `f64` otherwise.
+trait Feature: Copy + PartialOrd + Send + Sync {
+    fn is_nan(self) -> bool;
+}
+
+impl Feature for f32 {
+    fn is_nan(self) -> bool {
+        f32::is_nan(self)
+    }
+}
+
+impl Feature for f64 {
+    fn is_nan(self) -> bool {
+        f64::is_nan(self)
+    }
+}
+
+/// One node of the flat layout, children as absolute indices. A leaf
+/// points to itself on both sides, so a walk can take a fixed number of
+/// steps without testing for leaves: the rows of a block then advance in
+/// lockstep, each step a load, a compare and a conditional move, with no
+/// branch to mispredict.
+#[derive(Clone, Copy, Debug)]
+struct Node<T> {
+    threshold: T,
+    feature: u32,
+    yes: u32,
+    no: u32,
+}
+
+/// Where a tree starts and how to walk it.
+#[derive(Clone, Copy, Debug)]
+struct Tree {
+    root: u32,
+    /// Steps every row takes in lockstep: the whole depth for shallow
+    /// trees (the usual case: extra steps at a leaf are cheap), only down
+    /// to the shallowest leaf for deep ones.
+    lockstep: u32,
+    /// True when some leaf lies deeper than `lockstep`: each row then
+    /// finishes its walk alone, stopping at its leaf.
+    finish: bool,
+}
+
+/// Trees at most this deep are walked in lockstep to the bottom.
+const LOCKSTEP_DEPTH: u32 = 12;
+
+/// Blocks of fewer rows walk each row alone (see `accumulate_block`).
+const LOCKSTEP_ROWS: usize = 4;
+
+/// Rows evaluated together, tree by tree, so that a tree's nodes stay in
+/// cache while every row of the block walks it.
+const BLOCK: usize = 128;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Aggregate {
@@ -59,8 +128,17 @@ enum Kind {
 }
 
 pub(crate) struct TreeEnsemble {
-    nodes: Vec<Node>,
-    roots: Vec<u32>,
+    nodes: Vec<Node<f64>>,
+    /// The same nodes with `f32` thresholds, when every threshold is one.
+    nodes32: Option<Vec<Node<f32>>>,
+    tests: Vec<Test>,
+    /// `Some(mode)` when every branch uses `mode` and none routes missing
+    /// values to `yes`: the walk then needs no per-node test lookup.
+    uniform: Option<Mode>,
+    /// Per node, the range of its leaf weights in `weights` (empty for a
+    /// branch).
+    leaf: Vec<(u32, u32)>,
+    trees: Vec<Tree>,
     weights: Vec<(u32, f64)>,
     n_out: usize,
     max_feature: usize,
@@ -183,6 +261,8 @@ impl TreeEnsemble {
             per_node[i as usize].push((id as u32, t_w[k]));
         }
         let mut nodes = Vec::with_capacity(n);
+        let mut tests = Vec::with_capacity(n);
+        let mut leaf = Vec::with_capacity(n);
         let mut weights = Vec::with_capacity(t_w.len());
         let mut is_child = vec![false; n];
         let mut max_feature = 0usize;
@@ -197,42 +277,54 @@ impl TreeEnsemble {
                 "LEAF" => Mode::Leaf,
                 other => return Err(format!("unknown node mode {other:?}")),
             };
-            let node = if mode == Mode::Leaf {
+            if mode == Mode::Leaf {
                 let start = weights.len() as u32;
                 weights.extend_from_slice(&per_node[i]);
-                Node {
+                leaf.push((start, weights.len() as u32));
+                nodes.push(Node {
                     threshold: 0.0,
                     feature: 0,
-                    yes: start,
-                    no: weights.len() as u32,
+                    yes: i as u32,
+                    no: i as u32,
+                });
+                tests.push(Test {
                     mode,
                     missing_yes: false,
-                }
-            } else {
-                let child = |c: i64| -> Result<u32, String> {
-                    index.get(&(tree_ids[i], c)).copied().ok_or_else(|| {
-                        format!(
-                            "node {} of tree {} points to node {c}, which does not exist",
-                            node_ids[i], tree_ids[i]
-                        )
-                    })
-                };
-                let (y, f) = (child(yes[i])?, child(no[i])?);
-                is_child[y as usize] = true;
-                is_child[f as usize] = true;
-                let feature = usize::try_from(features[i])
-                    .map_err(|_| format!("negative feature id {}", features[i]))?;
-                max_feature = max_feature.max(feature);
-                Node {
-                    threshold: values[i],
-                    feature: feature as u32,
-                    yes: y,
-                    no: f,
-                    mode,
-                    missing_yes: missing.get(i).is_some_and(|&m| m != 0),
-                }
+                });
+                continue;
+            }
+            let child = |c: i64| -> Result<u32, String> {
+                index.get(&(tree_ids[i], c)).copied().ok_or_else(|| {
+                    format!(
+                        "node {} of tree {} points to node {c}, which does not exist",
+                        node_ids[i], tree_ids[i]
+                    )
+                })
             };
-            nodes.push(node);
+            let (y, f) = (child(yes[i])?, child(no[i])?);
+            if y as usize == i || f as usize == i {
+                return Err(format!(
+                    "node {} of tree {} is its own child",
+                    node_ids[i], tree_ids[i]
+                ));
+            }
+            is_child[y as usize] = true;
+            is_child[f as usize] = true;
+            let feature = usize::try_from(features[i])
+                .map_err(|_| format!("negative feature id {}", features[i]))?;
+            max_feature = max_feature.max(feature);
+            leaf.push((0, 0));
+            nodes.push(Node {
+                threshold: values[i],
+                feature: u32::try_from(feature)
+                    .map_err(|_| format!("feature id {feature} out of range"))?,
+                yes: y,
+                no: f,
+            });
+            tests.push(Test {
+                mode,
+                missing_yes: missing.get(i).is_some_and(|&m| m != 0),
+            });
         }
         // One root per tree id, in order of first appearance.
         let mut roots = Vec::new();
@@ -242,15 +334,42 @@ impl TreeEnsemble {
                 roots.push(i as u32);
             }
         }
-        let trees: std::collections::HashSet<i64> = tree_ids.iter().copied().collect();
-        if roots.len() != trees.len() {
+        let tree_set: std::collections::HashSet<i64> = tree_ids.iter().copied().collect();
+        if roots.len() != tree_set.len() {
             return Err("some tree has no root (its nodes form a cycle)".into());
         }
-        // Reject cycles: every walk must reach a leaf within n steps.
-        check_acyclic(&nodes, &roots)?;
+        // Rejects cycles too: every walk must reach a leaf.
+        let trees = walk_plans(&nodes, &tests, &roots)?;
+        let branches = tests.iter().filter(|t| t.mode != Mode::Leaf);
+        let mut uniform = None;
+        for t in branches {
+            if t.missing_yes || uniform.is_some_and(|m| m != t.mode) {
+                uniform = None;
+                break;
+            }
+            uniform = Some(t.mode);
+        }
+        let nodes32 = nodes
+            .iter()
+            .all(|n| f64::from(n.threshold as f32) == n.threshold)
+            .then(|| {
+                nodes
+                    .iter()
+                    .map(|n| Node {
+                        threshold: n.threshold as f32,
+                        feature: n.feature,
+                        yes: n.yes,
+                        no: n.no,
+                    })
+                    .collect()
+            });
         Ok(TreeEnsemble {
             nodes,
-            roots,
+            nodes32,
+            tests,
+            uniform,
+            leaf,
+            trees,
             weights,
             n_out,
             max_feature,
@@ -261,48 +380,84 @@ impl TreeEnsemble {
         })
     }
 
-    #[inline]
-    fn leaf(&self, root: u32, x: &[f64]) -> &Node {
-        let mut i = root as usize;
-        loop {
-            let n = &self.nodes[i];
-            let v = x[n.feature as usize];
-            let t = n.threshold;
-            let go = match n.mode {
-                Mode::Leq => v <= t,
-                Mode::Lt => v < t,
-                Mode::Gte => v >= t,
-                Mode::Gt => v > t,
-                Mode::Eq => v == t,
-                Mode::Neq => v != t,
-                Mode::Leaf => return n,
-            } || (n.missing_yes && v.is_nan());
-            i = if go { n.yes } else { n.no } as usize;
-        }
-    }
-
-    /// Raw aggregated scores of one row: `(score, has_score)` per output.
-    fn accumulate(&self, x: &[f64], scores: &mut [f64], has: &mut [bool]) {
+    /// Adds the leaf weights of every tree to the scores of a block of
+    /// rows (`x`, `cols` wide; `scores`/`has` are `n_out` per row). Tree
+    /// outer, rows inner: a tree's nodes stay in cache for the block, and
+    /// the rows' walks are independent, so they overlap in the CPU. Per
+    /// row, trees and weights are added in model order, as a row-by-row
+    /// walk would.
+    fn accumulate_block<T: Feature>(
+        &self,
+        nodes: &[Node<T>],
+        x: &[T],
+        cols: usize,
+        scores: &mut [f64],
+        has: &mut [bool],
+        go: impl Fn(usize, T, T) -> bool,
+    ) {
+        let m = x.len() / cols.max(1);
+        let mut at = [0u32; BLOCK];
+        let at = &mut at[..m];
         scores.iter_mut().for_each(|s| *s = 0.0);
         has.iter_mut().for_each(|h| *h = false);
-        for &r in &self.roots {
-            let leaf = self.leaf(r, x);
-            for &(id, w) in &self.weights[leaf.yes as usize..leaf.no as usize] {
-                let (s, h) = (&mut scores[id as usize], &mut has[id as usize]);
-                match self.agg {
-                    Aggregate::Sum | Aggregate::Average => *s += w,
-                    Aggregate::Min => {
-                        if !*h || w < *s {
-                            *s = w
-                        }
-                    }
-                    Aggregate::Max => {
-                        if !*h || w > *s {
-                            *s = w
-                        }
-                    }
+        for tree in &self.trees {
+            at.fill(tree.root);
+            // Lockstep pays off when there are rows to overlap; a lone row
+            // is faster walked with branches the CPU can speculate past.
+            let lockstep = if m >= LOCKSTEP_ROWS { tree.lockstep } else { 0 };
+            for _ in 0..lockstep {
+                for (r, i) in at.iter_mut().enumerate() {
+                    let n = nodes[*i as usize];
+                    let v = x[r * cols + n.feature as usize];
+                    *i = if go(*i as usize, v, n.threshold) {
+                        n.yes
+                    } else {
+                        n.no
+                    };
                 }
-                *h = true;
+            }
+            if tree.finish || lockstep == 0 {
+                for (r, slot) in at.iter_mut().enumerate() {
+                    let mut i = *slot;
+                    loop {
+                        let n = nodes[i as usize];
+                        if n.yes == i {
+                            break;
+                        }
+                        let v = x[r * cols + n.feature as usize];
+                        // A branch, not a conditional move: one row has no
+                        // other rows to overlap with, so speculating down
+                        // the predicted side beats waiting for each load.
+                        if go(i as usize, v, n.threshold) {
+                            i = std::hint::black_box(n.yes);
+                        } else {
+                            i = n.no;
+                        }
+                    }
+                    *slot = i;
+                }
+            }
+            for (r, &i) in at.iter().enumerate() {
+                let (start, end) = self.leaf[i as usize];
+                let s = &mut scores[r * self.n_out..(r + 1) * self.n_out];
+                let h = &mut has[r * self.n_out..(r + 1) * self.n_out];
+                for &(id, w) in &self.weights[start as usize..end as usize] {
+                    let (s, h) = (&mut s[id as usize], &mut h[id as usize]);
+                    match self.agg {
+                        Aggregate::Sum | Aggregate::Average => *s += w,
+                        Aggregate::Min => {
+                            if !*h || w < *s {
+                                *s = w
+                            }
+                        }
+                        Aggregate::Max => {
+                            if !*h || w > *s {
+                                *s = w
+                            }
+                        }
+                    }
+                    *h = true;
+                }
             }
         }
     }
@@ -312,7 +467,7 @@ impl TreeEnsemble {
     fn finalize(&self, scores: &mut Vec<f64>, has: &mut [bool], out: &mut [f64]) -> usize {
         match &self.kind {
             Kind::Regressor => {
-                let n_trees = self.roots.len() as f64;
+                let n_trees = self.trees.len() as f64;
                 if self.n_out == 1 {
                     let origin = if self.base.len() == 1 {
                         self.base[0]
@@ -458,38 +613,116 @@ impl TreeEnsemble {
         }
     }
 
-    fn rows(&self, x: &[f64], cols: usize, out: &mut [f64], labels: &mut [usize]) {
-        let mut scores = vec![0.0; self.n_out];
-        let mut has = vec![false; self.n_out];
-        for ((row, o), l) in x
-            .chunks(cols)
-            .zip(out.chunks_mut(self.n_out))
-            .zip(labels.iter_mut())
-        {
-            scores.resize(self.n_out, 0.0);
-            self.accumulate(row, &mut scores, &mut has);
-            *l = self.finalize(&mut scores, &mut has, o);
+    /// Evaluates rows (`x`, `cols` wide) into `out` and `labels`, one
+    /// block at a time, with the comparison specialised when every branch
+    /// uses the same one.
+    fn rows<T: Feature>(
+        &self,
+        nodes: &[Node<T>],
+        x: &[T],
+        cols: usize,
+        out: &mut [f64],
+        labels: &mut [usize],
+    ) {
+        match self.uniform {
+            Some(Mode::Leq) => self.rows_with(nodes, x, cols, out, labels, |_, v, t| v <= t),
+            Some(Mode::Lt) => self.rows_with(nodes, x, cols, out, labels, |_, v, t| v < t),
+            Some(Mode::Gte) => self.rows_with(nodes, x, cols, out, labels, |_, v, t| v >= t),
+            Some(Mode::Gt) => self.rows_with(nodes, x, cols, out, labels, |_, v, t| v > t),
+            _ => self.rows_with(nodes, x, cols, out, labels, |i, v, t| {
+                self.tests[i].go(v, t)
+            }),
         }
+    }
+
+    fn rows_with<T: Feature>(
+        &self,
+        nodes: &[Node<T>],
+        x: &[T],
+        cols: usize,
+        out: &mut [f64],
+        labels: &mut [usize],
+        go: impl Fn(usize, T, T) -> bool + Copy,
+    ) {
+        let k = self.n_out;
+        let mut scores = vec![0.0; BLOCK * k];
+        let mut has = vec![false; BLOCK * k];
+        let mut row_scores = Vec::with_capacity(k + 1);
+        for ((xb, ob), lb) in x
+            .chunks(BLOCK * cols)
+            .zip(out.chunks_mut(BLOCK * k))
+            .zip(labels.chunks_mut(BLOCK))
+        {
+            let m = lb.len();
+            let (s, h) = (&mut scores[..m * k], &mut has[..m * k]);
+            self.accumulate_block(nodes, xb, cols, s, h, go);
+            for r in 0..m {
+                row_scores.clear();
+                row_scores.extend_from_slice(&s[r * k..(r + 1) * k]);
+                lb[r] = self.finalize(
+                    &mut row_scores,
+                    &mut h[r * k..(r + 1) * k],
+                    &mut ob[r * k..(r + 1) * k],
+                );
+            }
+        }
+    }
+
+    /// Evaluates all rows, splitting large batches over rayon's pool.
+    fn eval<T: Feature>(&self, nodes: &[Node<T>], x: &[T], cols: usize) -> (Vec<f64>, Vec<usize>) {
+        let n = x.len() / cols;
+        let mut out = vec![0.0f64; n * self.n_out];
+        let mut labels = vec![0usize; n];
+        // Below this many rows a thread's start-up costs more than it saves.
+        const CHUNK: usize = 4 * BLOCK;
+        if n >= 2 * CHUNK {
+            x.par_chunks(CHUNK * cols)
+                .zip(out.par_chunks_mut(CHUNK * self.n_out))
+                .zip(labels.par_chunks_mut(CHUNK))
+                .for_each(|((x, o), l)| self.rows(nodes, x, cols, o, l));
+        } else {
+            self.rows(nodes, x, cols, &mut out, &mut labels);
+        }
+        (out, labels)
     }
 }
 
-fn check_acyclic(nodes: &[Node], roots: &[u32]) -> Result<(), String> {
+/// How to walk each tree (see [`Tree`]); fails on cycles.
+fn walk_plans(nodes: &[Node<f64>], tests: &[Test], roots: &[u32]) -> Result<Vec<Tree>, String> {
     // Depth-first walk with a step budget: a tree of n nodes visits at most
-    // n nodes from its root; more means a cycle or shared children.
+    // n nodes from its root; far more means a cycle.
     let mut budget = nodes.len() * 2 + roots.len();
-    let mut stack: Vec<u32> = roots.to_vec();
-    while let Some(i) = stack.pop() {
-        if budget == 0 {
-            return Err("the trees contain a cycle".into());
+    let mut plans = Vec::with_capacity(roots.len());
+    let mut stack: Vec<(u32, u32)> = Vec::new();
+    for &root in roots {
+        let (mut deepest, mut shallowest) = (0u32, u32::MAX);
+        stack.push((root, 0));
+        while let Some((i, depth)) = stack.pop() {
+            if budget == 0 {
+                return Err("the trees contain a cycle".into());
+            }
+            budget -= 1;
+            let n = &nodes[i as usize];
+            if tests[i as usize].mode == Mode::Leaf {
+                deepest = deepest.max(depth);
+                shallowest = shallowest.min(depth);
+            } else {
+                stack.push((n.yes, depth + 1));
+                stack.push((n.no, depth + 1));
+            }
         }
-        budget -= 1;
-        let n = &nodes[i as usize];
-        if n.mode != Mode::Leaf {
-            stack.push(n.yes);
-            stack.push(n.no);
-        }
+        let lockstep = if deepest <= LOCKSTEP_DEPTH {
+            deepest
+        } else {
+            shallowest
+        };
+        plans.push(Tree {
+            root,
+            lockstep,
+            finish: lockstep < deepest,
+        });
     }
-    Ok(())
+    Ok(plans)
 }
 
 impl Kernel for TreeEnsemble {
@@ -502,18 +735,11 @@ impl Kernel for TreeEnsemble {
                 self.max_feature
             ));
         }
-        let xs = x.to_f64()?;
-        let mut out = vec![0.0f64; n * self.n_out];
-        let mut labels = vec![0usize; n];
-        const CHUNK: usize = 256;
-        if n >= 2 * CHUNK {
-            xs.par_chunks(CHUNK * c)
-                .zip(out.par_chunks_mut(CHUNK * self.n_out))
-                .zip(labels.par_chunks_mut(CHUNK))
-                .for_each(|((x, o), l)| self.rows(x, c, o, l));
-        } else {
-            self.rows(&xs, c, &mut out, &mut labels);
-        }
+        let (out, labels) = match (&x.data, &self.nodes32) {
+            (TensorData::F32(xs), Some(nodes)) => self.eval(nodes, xs, c),
+            (TensorData::F64(xs), _) => self.eval(&self.nodes, xs, c),
+            _ => self.eval(&self.nodes, &x.to_f64()?, c),
+        };
         let scores = Tensor {
             shape: vec![n, self.n_out],
             data: TensorData::F32(out.iter().map(|&v| v as f32).collect()),
@@ -524,5 +750,258 @@ impl Kernel for TreeEnsemble {
                 vec![Value::Tensor(l.tensor(&labels)), Value::Tensor(scores)]
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The block evaluator against a plain row-by-row walk written from
+    //! the ONNX definition, on random forests: mixed and uniform modes,
+    //! missing-value routing, NaNs and ties, shallow and deep trees, f32
+    //! and f64 inputs, batches below and above the parallel threshold.
+
+    use std::collections::HashMap;
+
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::super::build::{self, Attr};
+    use super::super::proto::{DataType, GraphProto};
+    use super::super::{Model, Tensor, TensorData, Value};
+
+    const MODES: [&str; 6] = [
+        "BRANCH_LEQ",
+        "BRANCH_LT",
+        "BRANCH_GTE",
+        "BRANCH_GT",
+        "BRANCH_EQ",
+        "BRANCH_NEQ",
+    ];
+    const COLS: usize = 5;
+    const THRESHOLDS: [f32; 4] = [-0.5, 0.0, 0.25, 1.0];
+
+    #[derive(Default)]
+    struct Forest {
+        tree: Vec<i64>,
+        node: Vec<i64>,
+        feature: Vec<i64>,
+        mode: Vec<String>,
+        value: Vec<f32>,
+        yes: Vec<i64>,
+        no: Vec<i64>,
+        missing: Vec<i64>,
+        w_tree: Vec<i64>,
+        w_node: Vec<i64>,
+        w_target: Vec<i64>,
+        w: Vec<f32>,
+        depth: u32,
+    }
+
+    impl Forest {
+        /// Adds node `id` of tree `t` (and its subtree); returns the next
+        /// free id.
+        fn grow(&mut self, rng: &mut StdRng, t: i64, id: i64, depth: u32, p: &Params) -> i64 {
+            let at = self.tree.len();
+            self.tree.push(t);
+            self.node.push(id);
+            let stop = depth >= p.max_depth || (depth > 1 && rng.random_bool(p.leaf_p));
+            if stop {
+                self.feature.push(0);
+                self.mode.push("LEAF".into());
+                self.value.push(0.0);
+                self.yes.push(0);
+                self.no.push(0);
+                self.missing.push(0);
+                for target in 0..2 {
+                    if rng.random_bool(0.7) {
+                        self.w_tree.push(t);
+                        self.w_node.push(id);
+                        self.w_target.push(target);
+                        self.w.push(rng.random_range(-1.0..1.0));
+                    }
+                }
+                return id + 1;
+            }
+            let mode = p
+                .mode
+                .unwrap_or_else(|| MODES[rng.random_range(0..MODES.len())]);
+            self.feature.push(rng.random_range(0..COLS as i64));
+            self.mode.push(mode.into());
+            self.value
+                .push(THRESHOLDS[rng.random_range(0..THRESHOLDS.len())]);
+            self.missing
+                .push(i64::from(p.mode.is_none() && rng.random_bool(0.5)));
+            self.yes.push(id + 1);
+            self.no.push(0); // known once the `yes` subtree is built
+            self.depth = self.depth.max(depth + 1);
+            let next = self.grow(rng, t, id + 1, depth + 1, p);
+            self.no[at] = next;
+            self.grow(rng, t, next, depth + 1, p)
+        }
+
+        fn model(&self) -> Model {
+            let node = build::node(
+                "TreeEnsembleRegressor",
+                "ai.onnx.ml",
+                "trees",
+                &["X"],
+                &["Y"],
+                vec![
+                    ("n_targets", Attr::Int(2)),
+                    ("nodes_treeids", Attr::Ints(self.tree.clone())),
+                    ("nodes_nodeids", Attr::Ints(self.node.clone())),
+                    ("nodes_featureids", Attr::Ints(self.feature.clone())),
+                    ("nodes_modes", Attr::Strs(self.mode.clone())),
+                    ("nodes_values", Attr::Floats(self.value.clone())),
+                    ("nodes_truenodeids", Attr::Ints(self.yes.clone())),
+                    ("nodes_falsenodeids", Attr::Ints(self.no.clone())),
+                    (
+                        "nodes_missing_value_tracks_true",
+                        Attr::Ints(self.missing.clone()),
+                    ),
+                    ("target_treeids", Attr::Ints(self.w_tree.clone())),
+                    ("target_nodeids", Attr::Ints(self.w_node.clone())),
+                    ("target_ids", Attr::Ints(self.w_target.clone())),
+                    ("target_weights", Attr::Floats(self.w.clone())),
+                ],
+            );
+            let graph = GraphProto {
+                node: vec![node],
+                name: "forest".into(),
+                input: vec![build::tensor_info(
+                    "X",
+                    DataType::Float,
+                    &[None, Some(COLS as i64)],
+                )],
+                output: vec![build::tensor_info("Y", DataType::Float, &[None, Some(2)])],
+                ..Default::default()
+            };
+            Model::from_proto(&build::model(graph, Vec::new())).unwrap()
+        }
+
+        /// The ONNX definition, one row and one node at a time, in `f64`.
+        fn predict(&self, x: &[f64]) -> Vec<f32> {
+            let at: HashMap<(i64, i64), usize> = (0..self.tree.len())
+                .map(|i| ((self.tree[i], self.node[i]), i))
+                .collect();
+            let mut weights: HashMap<usize, Vec<(usize, f64)>> = HashMap::new();
+            for k in 0..self.w.len() {
+                let i = at[&(self.w_tree[k], self.w_node[k])];
+                let target = self.w_target[k] as usize;
+                weights
+                    .entry(i)
+                    .or_default()
+                    .push((target, f64::from(self.w[k])));
+            }
+            let mut trees = self.tree.clone();
+            trees.dedup();
+            let mut out = Vec::new();
+            for row in x.chunks(COLS) {
+                let mut sums = [0.0f64; 2];
+                for &t in &trees {
+                    let mut i = at[&(t, 0)];
+                    while self.mode[i] != "LEAF" {
+                        let v = row[self.feature[i] as usize];
+                        let th = f64::from(self.value[i]);
+                        let go = match self.mode[i].as_str() {
+                            "BRANCH_LEQ" => v <= th,
+                            "BRANCH_LT" => v < th,
+                            "BRANCH_GTE" => v >= th,
+                            "BRANCH_GT" => v > th,
+                            "BRANCH_EQ" => v == th,
+                            _ => v != th,
+                        } || (self.missing[i] != 0 && v.is_nan());
+                        i = at[&(t, if go { self.yes[i] } else { self.no[i] })];
+                    }
+                    for &(target, w) in weights.get(&i).into_iter().flatten() {
+                        sums[target] += w;
+                    }
+                }
+                out.extend(sums.map(|s| s as f32));
+            }
+            out
+        }
+    }
+
+    struct Params {
+        trees: i64,
+        max_depth: u32,
+        leaf_p: f64,
+        /// Every branch's mode, or `None` for a random one per node (and
+        /// random missing-value routing).
+        mode: Option<&'static str>,
+        /// The deepest tree must reach this depth.
+        min_depth: u32,
+    }
+
+    fn check(p: Params, seed: u64) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut f = Forest::default();
+        for t in 0..p.trees {
+            f.grow(&mut rng, t, 0, 0, &p);
+        }
+        assert!(
+            f.depth >= p.min_depth,
+            "the forest is only {} deep",
+            f.depth
+        );
+        let model = f.model();
+        for rows in [1usize, 100, 1500] {
+            // Ties with thresholds, NaNs and other values.
+            let x: Vec<f32> = (0..rows * COLS)
+                .map(|_| match rng.random_range(0..4) {
+                    0 => THRESHOLDS[rng.random_range(0..THRESHOLDS.len())],
+                    1 => f32::NAN,
+                    _ => rng.random_range(-2.0..2.0),
+                })
+                .collect();
+            let want = f.predict(&x.iter().map(|&v| f64::from(v)).collect::<Vec<_>>());
+            let f64_input = Tensor {
+                shape: vec![rows, COLS],
+                data: TensorData::F64(x.iter().map(|&v| f64::from(v)).collect()),
+            };
+            for input in [Tensor::from_f32(rows, COLS, x.clone()), f64_input] {
+                let out = model.run(vec![input]).unwrap();
+                let Value::Tensor(Tensor {
+                    data: TensorData::F32(got),
+                    ..
+                }) = &out[0]
+                else {
+                    panic!("expected an f32 tensor, got {:?}", out[0]);
+                };
+                assert_eq!(got.len(), want.len());
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert_eq!(g.to_bits(), w.to_bits(), "row {}, target {}", i / 2, i % 2);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn shallow_forests_of_one_mode_match_the_definition() {
+        // One mode throughout: the specialised comparisons.
+        for (seed, mode) in MODES.iter().enumerate() {
+            let p = Params {
+                trees: 20,
+                max_depth: 6,
+                leaf_p: 0.2,
+                mode: Some(mode),
+                min_depth: 6,
+            };
+            check(p, seed as u64);
+        }
+    }
+
+    #[test]
+    fn mixed_modes_missing_values_and_deep_trees_match_the_definition() {
+        let p = Params {
+            trees: 12,
+            max_depth: 18,
+            leaf_p: 0.45,
+            mode: None,
+            // Past LOCKSTEP_DEPTH, so rows also finish their walks alone.
+            min_depth: super::LOCKSTEP_DEPTH + 2,
+        };
+        check(p, 2);
     }
 }

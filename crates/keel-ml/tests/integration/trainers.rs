@@ -1,9 +1,11 @@
 //! Built-in trainers: quality against scikit-learn on a held-out split,
-//! and the exported `model.onnx` gives the same predictions in
-//! onnxruntime as in keel.
+//! the exported `model.onnx` gives the same predictions in onnxruntime as
+//! in keel, and the model package loads in `mlflow.pyfunc` with the same
+//! predictions again.
 
 use keel_ml::evaluate::{evaluate, predict, EvalConfig, Predictions, TaskMetrics};
 use keel_ml::onnx::Model;
+use keel_ml::package::{self, KeelMetadata};
 use keel_ml::table::Table;
 use keel_ml::train::{
     train, Dataset, GradientBoostingParams, LogisticRegressionParams, TrainParams,
@@ -101,6 +103,59 @@ fn trainers_match_sklearn_quality_and_onnxruntime_predictions() {
         if bad > 0 {
             failures.push(format!(
                 "{algo}: {bad} labels differ between keel and onnxruntime"
+            ));
+        }
+        // The model package, as `keel train` writes it, through mlflow.pyfunc.
+        let pkg = dir.path().join(format!("{algo}-package"));
+        let meta = KeelMetadata {
+            features: trained.features.clone(),
+            target: Some("default".into()),
+            classes: trained.classes.clone(),
+            ..Default::default()
+        };
+        let example: Vec<Vec<f64>> = data.x[..2 * data.features.len()]
+            .chunks(data.features.len())
+            .map(|r| {
+                r.iter()
+                    .map(|&v| if v.is_nan() { 0.0 } else { v })
+                    .collect()
+            })
+            .collect();
+        package::write(&pkg, &trained.onnx, &meta, &example).unwrap();
+        let out = dir.path().join(format!("{algo}.pyfunc.json"));
+        run_py(
+            &py,
+            "pyfunc_predict.py",
+            &[
+                &pkg,
+                &dir.path().join("test.csv"),
+                std::path::Path::new(&feats),
+                &out,
+            ],
+        );
+        let pyfunc = read_json(&out);
+        assert_eq!(pyfunc["loader"], "mlflow.onnx", "{algo}");
+        let (_, _, got) = matrix(&pyfunc["probabilities"]);
+        let diff = probs
+            .iter()
+            .zip(&got)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        eprintln!("{algo}: max |keel - mlflow.pyfunc| = {diff:e}");
+        if diff > 1e-5 || probs.len() != got.len() {
+            failures.push(format!(
+                "{algo}: keel vs mlflow.pyfunc max abs diff {diff:e}"
+            ));
+        }
+        let pyfunc_labels: Vec<String> = pyfunc["label"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        if pyfunc_labels != keel_labels {
+            failures.push(format!(
+                "{algo}: labels differ between keel and mlflow.pyfunc"
             ));
         }
     }

@@ -33,7 +33,7 @@ impl StoreRegistry {
         std::thread::Builder::new()
             .name("keel-registry".into())
             .spawn(move || rt.block_on(std::future::pending::<()>()))?;
-        let cache = store.project.keel_dir().join("serve-cache");
+        let cache = cache_dir(&store);
         Ok(StoreRegistry {
             store,
             handle,
@@ -58,17 +58,12 @@ impl StoreRegistry {
         let cache = self.cache.clone();
         let uri = uri.clone();
         self.run(async move {
-            let (name, version, owner, rel) = match &uri {
+            let v = match &uri {
                 RegistryUri::Alias { name, alias } => {
-                    let v = reg::get_by_alias(&store, name, alias).await?;
-                    let (o, r) = storage_owner(&store, &v.storage).await?;
-                    (name.clone(), v.version.to_string(), o, r)
+                    reg::get_by_alias(&store, name, alias).await?
                 }
                 RegistryUri::Version { name, version } => {
-                    let n = reg::version_number(version)?;
-                    let v = reg::get_version(&store, name, n).await?;
-                    let (o, r) = storage_owner(&store, &v.storage).await?;
-                    (name.clone(), v.version.to_string(), o, r)
+                    reg::get_version(&store, name, reg::version_number(version)?).await?
                 }
                 RegistryUri::Run { run_id, path } => {
                     let r = runs::get_info(&store, run_id).await?;
@@ -76,21 +71,46 @@ impl StoreRegistry {
                         experiment_id: r.experiment_id,
                         run_id: r.run_id.clone(),
                     };
-                    let last = path.rsplit('/').next().unwrap_or("model").to_string();
-                    (last, format!("run-{}", r.run_id), owner, path.clone())
+                    let name = path.rsplit('/').next().unwrap_or("model").to_string();
+                    let version = format!("run-{}", r.run_id);
+                    let dir = cache.join(safe(&name)).join(safe(&version));
+                    if !dir.join(".complete").exists() {
+                        materialize(&store, &owner, path, &dir).await?;
+                    }
+                    return Ok(Resolved {
+                        name,
+                        version,
+                        path: dir,
+                    });
                 }
             };
-            let dir = cache.join(safe(&name)).join(safe(&version));
-            if !dir.join(".complete").exists() {
-                materialize(&store, &owner, &rel, &dir).await?;
-            }
             Ok(Resolved {
-                name,
-                version,
-                path: dir,
+                name: v.name.clone(),
+                version: v.version.to_string(),
+                path: version_dir(&store, &cache, &v).await?,
             })
         })
     }
+}
+
+/// The package directory of a registered version, materialized (once per
+/// version) under `cache` (`.keel/serve-cache/` of the project).
+pub(crate) async fn version_dir(
+    store: &Store,
+    cache: &Path,
+    v: &reg::ModelVersion,
+) -> anyhow::Result<PathBuf> {
+    let dir = cache.join(safe(&v.name)).join(v.version.to_string());
+    if !dir.join(".complete").exists() {
+        let (owner, rel) = storage_owner(store, &v.storage).await?;
+        materialize(store, &owner, &rel, &dir).await?;
+    }
+    Ok(dir)
+}
+
+/// The cache directory `version_dir` materializes into.
+pub(crate) fn cache_dir(store: &Store) -> PathBuf {
+    store.project.keel_dir().join("serve-cache")
 }
 
 /// The owner and relative path behind a version's `mlflow-artifacts:/` URI.
