@@ -73,7 +73,7 @@ elif row == "search":
         lat.append(time.perf_counter() - t0)
         assert len(res) == 100
     lat.sort()
-    print(json.dumps({"row": row, "median_ms": 1000 * lat[len(lat) // 2], "n": len(lat), "runs": n_runs}))
+    print(json.dumps({"row": row, "median_ms": 1000 * lat[len(lat) // 2], "n": len(lat), "runs": n_runs, "experiment_id": exp}))
 elif row == "writers":
     count = [0] * 16
     stop = time.perf_counter() + secs
