@@ -44,8 +44,24 @@ MP=$(free_port)
 "$PY" -m mlflow server --backend-store-uri "sqlite:///$DIR/mlflow.db" --artifacts-destination "$DIR/mlart" \
     --host 127.0.0.1 --port "$MP" >"$DIR/mlflow.log" 2>&1 &
 PIDS+=($!)
-# null server
+# null server. It answers the search row with a canned page of 100 runs
+# (the shape keel returns for that row), so that row's null figure is the
+# Python client's own cost of one search_runs call.
 NP=$(free_port)
+mkdir -p "$DIR/canned/api/2.0/mlflow/runs"
+"$PY" - "$DIR/canned/api/2.0/mlflow/runs/search" <<'PYEOF'
+import json, sys, uuid
+runs = []
+for k in range(100):
+    rid = uuid.uuid4().hex
+    runs.append({"info": {"run_id": rid, "run_uuid": rid, "run_name": f"run-{k}", "experiment_id": "1", "user_id": "bench",
+                          "status": "RUNNING", "start_time": 1700000000000 + k, "artifact_uri": f"mlflow-artifacts:/1/{rid}/artifacts",
+                          "lifecycle_stage": "active"},
+                 "data": {"metrics": [{"key": "acc", "value": 0.999 - k / 1000, "timestamp": 0, "step": 0}], "params": [],
+                          "tags": [{"key": "mlflow.runName", "value": f"run-{k}"}]},
+                 "inputs": {}, "outputs": {}})
+open(sys.argv[1], "w").write(json.dumps({"runs": runs}))
+PYEOF
 if command -v nginx >/dev/null; then
     NULL_KIND="nginx $(nginx -v 2>&1 | sed 's/.*nginx\///')"
     mkdir -p "$DIR/nginx"
@@ -61,6 +77,8 @@ http {
     server {
         listen 127.0.0.1:$NP;
         location = /health { return 200 'OK'; }
+        # nginx serves files to GET only; 405 -> 200 turns the POST into a GET of the file.
+        location = /api/2.0/mlflow/runs/search { root $DIR/canned; default_type application/json; error_page 405 =200 \$uri; }
         location / { default_type application/json; return 200 '{}'; }
     }
 }
@@ -69,15 +87,17 @@ NGINX
     PIDS+=($!)
 else
     NULL_KIND="python http.server (stdlib, threaded)"
-    "$PY" - "$NP" <<'PYEOF' &
+    "$PY" - "$NP" "$DIR/canned/api/2.0/mlflow/runs/search" <<'PYEOF' &
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+SEARCH = open(sys.argv[2], "rb").read()
 class H(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
     def _ok(self):
         n = int(self.headers.get("Content-Length") or 0)
         if n: self.rfile.read(n)
-        body = b"OK" if self.path == "/health" else b"{}"
+        body = b"OK" if self.path == "/health" else SEARCH if self.path.startswith("/api/2.0/mlflow/runs/search") else b"{}"
         self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _ok
     def log_message(self, *a): pass
@@ -100,8 +120,11 @@ server_row() { # server-name port mode conns
 for s in keel:$KP mlflow:$MP null:$NP; do
     name=${s%%:*}; port=${s##*:}
     echo "measuring $name..." >&2
-    for row in log_metric log_batch run_lifecycle writers; do client_row "$name" "$port" "$row"; done
-    if [ "$name" != null ]; then client_row "$name" "$port" search; fi
+    for row in log_metric log_batch run_lifecycle writers search; do client_row "$name" "$port" "$row"; done
+    if [ "$name" != null ]; then
+        exp=$("$PY" -c 'import json, sys; print(json.loads(sys.argv[1]).get("experiment_id", ""))' "${R[$name,search]}")
+        R[$name,search-server]=$("$LOADGEN" "http://127.0.0.1:$port" search 1 "$SECS" "$exp" 2>>"$DIR/loadgen.err" || echo '{"error": true}')
+    fi
     server_row "$name" "$port" log-batch 16
     server_row "$name" "$port" log-metric 64
 done
@@ -127,6 +150,7 @@ rows = [
     ("create-log-terminate run (client, runs/s)", "run_lifecycle", "per_s"),
     ("16 concurrent writers (client, calls/s)", "writers", "per_s"),
     ("search_runs filter+order (client, median ms)", "search", "median_ms"),
+    ("same search, Rust client (server, median ms)", "search-server", "median_ms"),
     ("log-batch ingestion (16 conns, metrics/s)", "log-batch", "metrics_per_s"),
     ("log-metric at 64 conns (requests/s)", "log-metric", "requests_per_s"),
 ]

@@ -209,9 +209,9 @@ pub async fn delete_tag(State(s): State<AppState>, r: Req) -> J {
     ok()
 }
 
-pub async fn log_batch(State(s): State<AppState>, r: Req) -> J {
+pub async fn log_batch(State(s): State<AppState>, mut r: Req) -> J {
     let metrics = r
-        .objects("metrics")?
+        .take_objects("metrics")?
         .iter()
         .map(Req::metric)
         .collect::<ApiResult<Vec<_>>>()?;

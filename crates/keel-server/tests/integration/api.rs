@@ -362,6 +362,49 @@ async fn registry_sources_aliases_and_history() {
             json!([{"alias": "champion", "version": "2"}])
         );
 
+        // Version tags are keyed by (name, version): filters and order-by
+        // match both columns, and versions without the tag sort last.
+        let (s, _) = call(
+            &app,
+            "POST",
+            "/api/2.0/mlflow/model-versions/set-tag",
+            Some(json!({"name": "m", "version": "2", "key": "k", "value": "a"})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        let versions = |filter: &str, order: &str| {
+            let app = app.clone();
+            let q = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("filter", filter)
+                .append_pair("order_by", order)
+                .finish();
+            async move {
+                let (s, v) = call(
+                    &app,
+                    "GET",
+                    &format!("/api/2.0/mlflow/model-versions/search?{q}"),
+                    None,
+                )
+                .await;
+                assert_eq!(s, StatusCode::OK, "{v}");
+                v["model_versions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| m["version"].as_str().unwrap().to_string())
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(
+            versions("name = 'm' AND tags.k = 'a'", "version_number ASC").await,
+            ["2"]
+        );
+        assert_eq!(
+            versions("name = 'm' AND tags.k != 'a'", "version_number ASC").await,
+            ["1"]
+        );
+        assert_eq!(versions("name = 'm'", "tags.k ASC").await, ["2", "1"]);
+
         // Rollback moves the alias back, and the history says who and when.
         let (from, to) = keel_store::registry::rollback(
             &st,

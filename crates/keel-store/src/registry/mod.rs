@@ -12,7 +12,7 @@ use sqlx::any::AnyRow;
 use crate::db::now_ms;
 use crate::tracking::artifacts::{self, Owner};
 use crate::tracking::search::{self, Kind, Target};
-use crate::tracking::util::{col, decode_token, is_unique_violation, paginate, Bind, Sql};
+use crate::tracking::util::{col, is_unique_violation};
 use crate::tracking::{
     logged_models, runs, validate, Actor, KeyValue, Page, TrackingError, TrackingResult,
 };
@@ -362,31 +362,20 @@ pub async fn search_models(
             "Invalid value for max_results. It must be at most 1000, but got {max_results}"
         )));
     }
-    let offset = decode_token(page_token)?;
-    let f = search::parse_filter(filter)?;
-    let orders = search::parse_order_bys(order_by)?;
-    let mut sql = Sql::new("");
-    let cond = search::compile_filter(&mut sql, store.db.backend(), &RM_TARGET, &f)?;
-    let mut order = search::compile_order(&mut sql, &RM_TARGET, &orders)?;
-    order.push("m.name ASC".into());
-    let lim = sql.bind(Bind::I64(max_results + 1));
-    let off = sql.bind(Bind::I64(offset));
-    sql.text = format!(
-        "SELECT {RM_COLUMNS} FROM registered_models m WHERE {cond} ORDER BY {} LIMIT {lim} OFFSET {off}",
-        order.join(", ")
-    );
-    let rows = sql
-        .query()
-        .fetch_all(store.db.pool())
-        .await
-        .map_err(TrackingError::db("searching registered models"))?;
-    let page = paginate(
-        rows.iter()
-            .map(rm_from_row)
-            .collect::<TrackingResult<Vec<_>>>()?,
-        offset,
+    let q = search::compile_page(
+        store.db.backend(),
+        &RM_TARGET,
+        &format!("SELECT {RM_COLUMNS} FROM registered_models m"),
+        |_| "1 = 1".to_string(),
+        filter,
+        order_by,
+        "m.name ASC",
         max_results,
-    );
+        page_token,
+    )?;
+    let page = q
+        .fetch(store, "searching registered models", rm_from_row)
+        .await?;
     let mut items = Vec::new();
     for m in page.items {
         items.push(hydrate_rm(store, m).await?);
@@ -880,11 +869,7 @@ const MV_TARGET: Target = Target {
         ),
         ("timestamp", "v.last_updated_timestamp", Kind::Number),
     ],
-    tags: Some((
-        "model_version_tags",
-        "name",
-        "v.name AND x.version = v.version",
-    )),
+    tags: Some(("model_version_tags", "name, version", "v.name, v.version")),
     params: None,
     metrics: None,
     datasets: None,
@@ -904,32 +889,20 @@ pub async fn search_versions(
             "Invalid value for max_results. It must be at most 200000, but got {max_results}"
         )));
     }
-    let offset = decode_token(page_token)?;
-    let f = search::parse_filter(filter)?;
-    let orders = search::parse_order_bys(order_by)?;
-    let mut sql = Sql::new("");
-    let cond = search::compile_filter(&mut sql, store.db.backend(), &MV_TARGET, &f)?;
-    let mut order = search::compile_order(&mut sql, &MV_TARGET, &orders)?;
-    order.push("v.name ASC".into());
-    order.push("v.version DESC".into());
-    let lim = sql.bind(Bind::I64(max_results + 1));
-    let off = sql.bind(Bind::I64(offset));
-    sql.text = format!(
-        "SELECT {MV_COLUMNS} FROM model_versions v WHERE {cond} ORDER BY {} LIMIT {lim} OFFSET {off}",
-        order.join(", ")
-    );
-    let rows = sql
-        .query()
-        .fetch_all(store.db.pool())
-        .await
-        .map_err(TrackingError::db("searching model versions"))?;
-    let page = paginate(
-        rows.iter()
-            .map(mv_from_row)
-            .collect::<TrackingResult<Vec<_>>>()?,
-        offset,
+    let q = search::compile_page(
+        store.db.backend(),
+        &MV_TARGET,
+        &format!("SELECT {MV_COLUMNS} FROM model_versions v"),
+        |_| "1 = 1".to_string(),
+        filter,
+        order_by,
+        "v.name ASC, v.version DESC",
         max_results,
-    );
+        page_token,
+    )?;
+    let page = q
+        .fetch(store, "searching model versions", mv_from_row)
+        .await?;
     let mut items = Vec::new();
     for v in page.items {
         items.push(hydrate_mv(store, v).await?);

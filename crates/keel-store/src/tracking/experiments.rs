@@ -4,7 +4,7 @@ use sqlx::any::AnyRow;
 
 use super::error::{TrackingError, TrackingResult};
 use super::search::{self, Kind, Target};
-use super::util::{col, decode_token, is_unique_violation, paginate, Bind, Sql};
+use super::util::{col, is_unique_violation, placeholders};
 use super::{validate, KeyValue, Lifecycle, Page, ViewType};
 use crate::db::now_ms;
 use crate::Store;
@@ -240,34 +240,51 @@ pub async fn search(
             "Invalid value {max_results} for parameter 'max_results' supplied. It must be at most 50000"
         )));
     }
-    let offset = decode_token(page_token)?;
-    let f = search::parse_filter(filter)?;
-    let orders = search::parse_order_bys(order_by)?;
-    let mut sql = Sql::new("");
-    let cond = search::compile_filter(&mut sql, store.db.backend(), &TARGET, &f)?;
-    let mut order = search::compile_order(&mut sql, &TARGET, &orders)?;
-    order.push("e.creation_time DESC".into());
-    order.push("e.experiment_id ASC".into());
-    let lim = sql.bind(Bind::I64(max_results + 1));
-    let off = sql.bind(Bind::I64(offset));
-    sql.text = format!(
-        "SELECT {COLUMNS} FROM experiments e WHERE {} AND {cond} ORDER BY {} LIMIT {lim} OFFSET {off}",
-        view.sql("e.lifecycle_stage"),
-        order.join(", ")
-    );
-    let rows = sql
-        .query()
-        .fetch_all(store.db.pool())
-        .await
-        .map_err(TrackingError::db("searching experiments"))?;
-    let mut items = rows
+    let q = search::compile_page(
+        store.db.backend(),
+        &TARGET,
+        // Qualified: an order-by on a tag joins experiment_tags, which
+        // also has an experiment_id column.
+        "SELECT e.experiment_id, e.name, e.lifecycle_stage, e.creation_time, e.last_update_time \
+         FROM experiments e",
+        |_| view.sql("e.lifecycle_stage"),
+        filter,
+        order_by,
+        "e.creation_time DESC, e.experiment_id ASC",
+        max_results,
+        page_token,
+    )?;
+    let mut page = q.fetch(store, "searching experiments", from_row).await?;
+    // Tags for the whole page in one query per 500 experiments.
+    let index: std::collections::HashMap<i64, usize> = page
+        .items
         .iter()
-        .map(from_row)
-        .collect::<TrackingResult<Vec<_>>>()?;
-    for e in &mut items {
-        e.tags = tags(store, e.experiment_id).await?;
+        .enumerate()
+        .map(|(i, e)| (e.experiment_id, i))
+        .collect();
+    let ids: Vec<i64> = page.items.iter().map(|e| e.experiment_id).collect();
+    for chunk in ids.chunks(500) {
+        let text = format!(
+            "SELECT experiment_id, key, value FROM experiment_tags WHERE experiment_id IN ({}) ORDER BY key",
+            placeholders(0, chunk.len())
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(text));
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for r in q
+            .fetch_all(store.db.pool())
+            .await
+            .map_err(TrackingError::db("reading experiment tags"))?
+        {
+            let i = index[&col::<i64>(&r, "experiment_id")?];
+            page.items[i].tags.push(KeyValue::new(
+                col::<String>(&r, "key")?,
+                col::<String>(&r, "value")?,
+            ));
+        }
     }
-    Ok(paginate(items, offset, max_results))
+    Ok(page)
 }
 
 /// Renames an experiment.

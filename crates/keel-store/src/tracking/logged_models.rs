@@ -4,7 +4,7 @@ use sqlx::any::AnyRow;
 
 use super::error::{TrackingError, TrackingResult};
 use super::search::{self, Kind, Target};
-use super::util::{col, decode_token, paginate, Bind, Sql};
+use super::util::{col, Bind};
 use super::{experiments, runs, validate, KeyValue, Lifecycle, Metric, Page};
 use crate::db::now_ms;
 use crate::Store;
@@ -382,44 +382,33 @@ pub async fn search(
             "Invalid value {max_results} for parameter 'max_results': it must be between 1 and 50000"
         )));
     }
-    let offset = decode_token(page_token)?;
-    let f = search::parse_filter(filter)?;
-    let orders = search::parse_order_bys(order_by)?;
+    let q = search::compile_page(
+        store.db.backend(),
+        &TARGET,
+        &format!("SELECT {COLUMNS} FROM logged_models m"),
+        |sql| {
+            let exps: Vec<String> = experiment_ids
+                .iter()
+                .map(|e| sql.bind(Bind::I64(*e)))
+                .collect();
+            format!(
+                "m.experiment_id IN ({}) AND m.lifecycle_stage = 'active'",
+                exps.join(", ")
+            )
+        },
+        filter,
+        order_by,
+        "m.creation_timestamp DESC, m.model_id ASC",
+        max_results,
+        page_token,
+    )?;
     if experiment_ids.is_empty() {
         return Ok(Page {
             items: Vec::new(),
             next_page_token: None,
         });
     }
-    let mut sql = Sql::new("");
-    let exps: Vec<String> = experiment_ids
-        .iter()
-        .map(|e| sql.bind(Bind::I64(*e)))
-        .collect();
-    let cond = search::compile_filter(&mut sql, store.db.backend(), &TARGET, &f)?;
-    let mut order = search::compile_order(&mut sql, &TARGET, &orders)?;
-    order.push("m.creation_timestamp DESC".into());
-    order.push("m.model_id ASC".into());
-    let lim = sql.bind(Bind::I64(max_results + 1));
-    let off = sql.bind(Bind::I64(offset));
-    sql.text = format!(
-        "SELECT {COLUMNS} FROM logged_models m WHERE m.experiment_id IN ({}) AND m.lifecycle_stage = 'active' AND {cond}
-         ORDER BY {} LIMIT {lim} OFFSET {off}",
-        exps.join(", "),
-        order.join(", ")
-    );
-    let rows = sql
-        .query()
-        .fetch_all(store.db.pool())
-        .await
-        .map_err(TrackingError::db("searching logged models"))?;
-    let page = paginate(
-        rows.iter()
-            .map(from_row)
-            .collect::<TrackingResult<Vec<_>>>()?,
-        offset,
-        max_results,
-    );
+    let page = q.fetch(store, "searching logged models", from_row).await?;
     let mut items = Vec::with_capacity(page.items.len());
     for m in page.items {
         items.push(hydrate(store, m).await?);

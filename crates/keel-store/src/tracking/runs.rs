@@ -10,7 +10,7 @@ use super::experiments;
 use super::search::{self, Kind, Target};
 use super::util::{col, decode_token, paginate, placeholders, Bind, Sql};
 use super::{validate, KeyValue, Lifecycle, Metric, Page, ViewType};
-use crate::db::now_ms;
+use crate::db::{now_ms, Backend};
 use crate::Store;
 
 /// The tag MLflow keeps in sync with the run's name.
@@ -251,12 +251,21 @@ pub async fn get_info(store: &Store, run_id: &str) -> TrackingResult<RunInfo> {
 
 async fn get_active_info(store: &Store, run_id: &str) -> TrackingResult<RunInfo> {
     let info = get_info(store, run_id).await?;
-    if info.lifecycle != Lifecycle::Active {
-        return Err(TrackingError::invalid(format!(
-            "The run {run_id} must be in the 'active' state. Current state is deleted."
-        )));
-    }
+    require_active(run_id, Some(info.lifecycle))?;
     Ok(info)
+}
+
+/// MLflow's errors for logging to a run that is missing (`None`) or deleted.
+fn require_active(run_id: &str, lifecycle: Option<Lifecycle>) -> TrackingResult<()> {
+    match lifecycle {
+        None => Err(TrackingError::not_found(format!(
+            "Run with id={run_id} not found"
+        ))),
+        Some(Lifecycle::Deleted) => Err(TrackingError::invalid(format!(
+            "The run {run_id} must be in the 'active' state. Current state is deleted."
+        ))),
+        Some(Lifecycle::Active) => Ok(()),
+    }
 }
 
 /// A run with its metrics, params, tags, inputs and outputs.
@@ -521,26 +530,48 @@ fn check_batch(
         .collect())
 }
 
-/// Writes a validated batch on `conn` (inside the caller's transaction).
-async fn apply_batch(
+/// Rows per multi-row INSERT: 512 rows of 9 binds stay far below SQLite's
+/// 32,766 and PostgreSQL's 65,535 bind limits.
+const ROWS_PER_INSERT: usize = 512;
+
+/// Splits `n` rows into statement sizes: full chunks of `max`, then the
+/// remainder as descending powers of two. So only log2(max) + 1 distinct
+/// SQL texts exist per table, and all of them stay in the connection's
+/// prepared-statement cache instead of being re-parsed per batch size.
+fn chunk_sizes(n: usize, max: usize) -> Vec<usize> {
+    let mut out = vec![max; n / max];
+    let rest = n % max;
+    let mut bit = max.next_power_of_two();
+    while bit > 0 {
+        if rest & bit != 0 {
+            out.push(bit);
+        }
+        bit >>= 1;
+    }
+    out
+}
+
+/// Inserts metric points of one or more runs, and raises each run's
+/// latest value per key, in as few statements as the bind limits allow.
+async fn write_metrics(
     conn: &mut sqlx::AnyConnection,
-    run_id: &str,
-    metrics: &[Metric],
-    params: &[KeyValue],
-    tags: &[KeyValue],
+    backend: Backend,
+    items: &[(&str, &[Metric])],
 ) -> TrackingResult<()> {
-    // Writes come before reads, so SQLite takes its write lock up front.
-    for chunk in metrics.chunks(400) {
-        let mut sql = Sql::new(
+    let rows: Vec<(&str, &Metric)> = items
+        .iter()
+        .flat_map(|(run, ms)| ms.iter().map(move |m| (*run, m)))
+        .collect();
+    let split = |v: f64| if v.is_nan() { (0.0, 1i64) } else { (v, 0) };
+    let mut start = 0;
+    for n in chunk_sizes(rows.len(), ROWS_PER_INSERT) {
+        let mut sql = Sql::in_order(
+            backend,
             "INSERT INTO run_metrics (run_id, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest) VALUES ",
         );
-        let mut rows = Vec::with_capacity(chunk.len());
-        for m in chunk {
-            let (value, is_nan) = if m.value.is_nan() {
-                (0.0, 1)
-            } else {
-                (m.value, 0)
-            };
+        for (i, (run_id, m)) in rows[start..start + n].iter().enumerate() {
+            let (value, is_nan) = split(m.value);
+            let opt = |s: &Option<String>| Bind::OptText(s.clone().filter(|s| !s.is_empty()));
             let ps = [
                 sql.bind(Bind::Text(run_id.to_string())),
                 sql.bind(Bind::Text(m.key.clone())),
@@ -548,27 +579,28 @@ async fn apply_batch(
                 sql.bind(Bind::I64(is_nan)),
                 sql.bind(Bind::I64(m.timestamp)),
                 sql.bind(Bind::I64(m.step)),
-                sql.bind(Bind::OptText(m.model_id.clone().filter(|s| !s.is_empty()))),
-                sql.bind(Bind::OptText(
-                    m.dataset_name.clone().filter(|s| !s.is_empty()),
-                )),
-                sql.bind(Bind::OptText(
-                    m.dataset_digest.clone().filter(|s| !s.is_empty()),
-                )),
+                sql.bind(opt(&m.model_id)),
+                sql.bind(opt(&m.dataset_name)),
+                sql.bind(opt(&m.dataset_digest)),
             ];
-            rows.push(format!("({})", ps.join(", ")));
+            sql.push(if i == 0 { "(" } else { ", (" });
+            sql.push(&ps.join(", "));
+            sql.push(")");
         }
-        sql.push(&rows.join(", "));
+        // A retried request repeats points exactly: keep the first copy.
         sql.push(" ON CONFLICT DO NOTHING");
         sql.query()
             .execute(&mut *conn)
             .await
             .map_err(TrackingError::db("logging metrics"))?;
+        start += n;
     }
-    // The latest value per key: max by (step, timestamp, value).
-    let mut latest: BTreeMap<&str, &Metric> = BTreeMap::new();
-    for m in metrics {
-        let better = match latest.get(m.key.as_str()) {
+    // The latest value per (run, key): max by (step, timestamp, value). One
+    // row per pair, because PostgreSQL refuses to upsert a row twice in one
+    // statement.
+    let mut latest: BTreeMap<(&str, &str), &Metric> = BTreeMap::new();
+    for &(run, m) in &rows {
+        let better = match latest.get(&(run, m.key.as_str())) {
             None => true,
             Some(cur) => {
                 (m.step, m.timestamp, nan_low(m.value))
@@ -576,34 +608,53 @@ async fn apply_batch(
             }
         };
         if better {
-            latest.insert(&m.key, m);
+            latest.insert((run, &m.key), m);
         }
     }
-    for m in latest.values() {
-        let (value, is_nan) = if m.value.is_nan() {
-            (0.0, 1i64)
-        } else {
-            (m.value, 0)
-        };
-        sqlx::query(
-            "INSERT INTO latest_metrics (run_id, key, value, is_nan, timestamp, step) VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan,
+    let latest: Vec<((&str, &str), &Metric)> = latest.into_iter().collect();
+    let mut start = 0;
+    for n in chunk_sizes(latest.len(), ROWS_PER_INSERT) {
+        let mut sql = Sql::in_order(
+            backend,
+            "INSERT INTO latest_metrics (run_id, key, value, is_nan, timestamp, step) VALUES ",
+        );
+        for (i, ((run_id, key), m)) in latest[start..start + n].iter().enumerate() {
+            let (value, is_nan) = split(m.value);
+            let ps = [
+                sql.bind(Bind::Text(run_id.to_string())),
+                sql.bind(Bind::Text(key.to_string())),
+                sql.bind(Bind::F64(value)),
+                sql.bind(Bind::I64(is_nan)),
+                sql.bind(Bind::I64(m.timestamp)),
+                sql.bind(Bind::I64(m.step)),
+            ];
+            sql.push(if i == 0 { "(" } else { ", (" });
+            sql.push(&ps.join(", "));
+            sql.push(")");
+        }
+        sql.push(
+            " ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan,
                  timestamp = excluded.timestamp, step = excluded.step
              WHERE excluded.step > latest_metrics.step
                 OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp)
                 OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp
                     AND excluded.value > latest_metrics.value)",
-        )
-        .bind(run_id)
-        .bind(&m.key)
-        .bind(value)
-        .bind(is_nan)
-        .bind(m.timestamp)
-        .bind(m.step)
-        .execute(&mut *conn)
-        .await
-        .map_err(TrackingError::db("logging metrics"))?;
+        );
+        sql.query()
+            .execute(&mut *conn)
+            .await
+            .map_err(TrackingError::db("logging metrics"))?;
+        start += n;
     }
+    Ok(())
+}
+
+/// Logs params; a param already logged with another value is refused.
+async fn write_params(
+    conn: &mut sqlx::AnyConnection,
+    run_id: &str,
+    params: &[KeyValue],
+) -> TrackingResult<()> {
     for chunk in params.chunks(100) {
         let mut sql = Sql::new("INSERT INTO run_params (run_id, key, value) VALUES ");
         let mut rows = Vec::new();
@@ -650,6 +701,15 @@ async fn apply_batch(
             }
         }
     }
+    Ok(())
+}
+
+/// Sets tags (the last value of a key wins); `mlflow.runName` renames the run.
+async fn write_tags(
+    conn: &mut sqlx::AnyConnection,
+    run_id: &str,
+    tags: &[KeyValue],
+) -> TrackingResult<()> {
     for t in tags {
         let value = validate::truncate(&t.value, validate::MAX_TAG_VALUE);
         sqlx::query(
@@ -670,6 +730,40 @@ async fn apply_batch(
                 .await
                 .map_err(TrackingError::db("renaming run"))?;
         }
+    }
+    Ok(())
+}
+
+/// Writes a validated batch on `conn` (inside the caller's transaction).
+async fn apply_batch(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    run_id: &str,
+    metrics: &[Metric],
+    params: &[KeyValue],
+    tags: &[KeyValue],
+) -> TrackingResult<()> {
+    // Writes come before reads, so SQLite takes its write lock up front.
+    write_metrics(conn, backend, &[(run_id, metrics)]).await?;
+    write_params(conn, run_id, params).await?;
+    write_tags(conn, run_id, tags).await
+}
+
+/// Writes batches that cannot be refused (no params: metrics and tags only)
+/// together: all their metric points go into shared multi-row statements.
+async fn apply_infallible(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    batches: &[&Batch],
+) -> TrackingResult<()> {
+    let items: Vec<(&str, &[Metric])> = batches
+        .iter()
+        .filter(|b| !b.metrics.is_empty())
+        .map(|b| (b.run_id.as_str(), b.metrics.as_slice()))
+        .collect();
+    write_metrics(conn, backend, &items).await?;
+    for b in batches {
+        write_tags(conn, &b.run_id, &b.tags).await?;
     }
     Ok(())
 }
@@ -695,59 +789,100 @@ pub async fn log_batch(
         .begin()
         .await
         .map_err(TrackingError::db("logging to run"))?;
-    apply_batch(&mut tx, run_id, metrics, &params, tags).await?;
+    apply_batch(&mut tx, store.db.backend(), run_id, metrics, &params, tags).await?;
     tx.commit()
         .await
         .map_err(TrackingError::db("logging to run"))
 }
 
+/// The lifecycle of each of `run_ids` that exists, in one query per 500 ids.
+async fn lifecycles(store: &Store, run_ids: &[&str]) -> TrackingResult<HashMap<String, Lifecycle>> {
+    let mut out = HashMap::new();
+    for chunk in run_ids.chunks(500) {
+        let text = format!(
+            "SELECT run_id, lifecycle_stage FROM runs WHERE run_id IN ({})",
+            placeholders(0, chunk.len())
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(text));
+        for id in chunk {
+            q = q.bind(id.to_string());
+        }
+        for r in q
+            .fetch_all(store.db.pool())
+            .await
+            .map_err(TrackingError::db("reading runs"))?
+        {
+            out.insert(
+                col::<String>(&r, "run_id")?,
+                Lifecycle::parse(&col::<String>(&r, "lifecycle_stage")?),
+            );
+        }
+    }
+    Ok(out)
+}
+
 /// Applies many batches in one transaction (group commit: one fsync for
-/// all of them), each under its own savepoint, so one bad batch (a changed
-/// param, a deleted run) fails alone. Results are in input order.
+/// all of them). Batches with params (which a changed value refuses) each
+/// run under a savepoint, so one bad batch fails alone; the others are
+/// written together. Input order is kept. Results are in input order.
 pub async fn log_batches(store: &Store, batches: &[Batch]) -> Vec<TrackingResult<()>> {
     let mut results: Vec<TrackingResult<()>> = Vec::with_capacity(batches.len());
-    let mut checked = Vec::with_capacity(batches.len());
-    let mut active: HashMap<&str, bool> = HashMap::new();
+    let mut checked: Vec<Option<Vec<KeyValue>>> = Vec::with_capacity(batches.len());
     for b in batches {
-        let params = match check_batch(&b.metrics, &b.params, &b.tags) {
-            Ok(p) => p,
+        match validate::id("run_id", &b.run_id)
+            .and_then(|()| check_batch(&b.metrics, &b.params, &b.tags))
+        {
+            Ok(p) => {
+                results.push(Ok(()));
+                checked.push(Some(p));
+            }
             Err(e) => {
                 results.push(Err(e));
                 checked.push(None);
-                continue;
             }
-        };
-        if !active.contains_key(b.run_id.as_str()) {
-            match get_active_info(store, &b.run_id).await {
-                Ok(_) => {
-                    active.insert(&b.run_id, true);
-                }
-                Err(e) => {
-                    results.push(Err(e));
-                    checked.push(None);
-                    continue;
+        }
+    }
+    let mut ids: Vec<&str> = batches
+        .iter()
+        .zip(&checked)
+        .filter(|(_, c)| c.is_some())
+        .map(|(b, _)| b.run_id.as_str())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return results;
+    }
+    let backend = store.db.backend();
+    let outcome: TrackingResult<()> = async {
+        let states = lifecycles(store, &ids).await?;
+        for (i, b) in batches.iter().enumerate() {
+            if checked[i].is_some() {
+                if let Err(e) = require_active(&b.run_id, states.get(&b.run_id).copied()) {
+                    results[i] = Err(e);
+                    checked[i] = None;
                 }
             }
         }
-        results.push(Ok(()));
-        checked.push(Some(params));
-    }
-    if checked.iter().all(Option::is_none) {
-        return results;
-    }
-    let outcome: TrackingResult<()> = async {
         let mut tx = store
             .db
             .pool()
             .begin()
             .await
             .map_err(TrackingError::db("logging to runs"))?;
+        let mut group: Vec<&Batch> = Vec::new();
         for (i, b) in batches.iter().enumerate() {
             let Some(params) = &checked[i] else { continue };
+            if params.is_empty() {
+                group.push(b);
+                continue;
+            }
+            apply_infallible(&mut tx, backend, &group).await?;
+            group.clear();
             let mut sp = sqlx::Acquire::begin(&mut *tx)
                 .await
                 .map_err(TrackingError::db("logging to runs"))?;
-            match apply_batch(&mut sp, &b.run_id, &b.metrics, params, &b.tags).await {
+            match apply_batch(&mut sp, backend, &b.run_id, &b.metrics, params, &b.tags).await {
                 Ok(()) => sp
                     .commit()
                     .await
@@ -760,6 +895,7 @@ pub async fn log_batches(store: &Store, batches: &[Batch]) -> Vec<TrackingResult
                 }
             }
         }
+        apply_infallible(&mut tx, backend, &group).await?;
         tx.commit()
             .await
             .map_err(TrackingError::db("logging to runs"))
@@ -988,47 +1124,35 @@ pub async fn search(
             "Invalid value {max_results} for parameter 'max_results' supplied. It must be at most {MAX_SEARCH_RESULTS}"
         )));
     }
-    let offset = decode_token(page_token)?;
-    let f = search::parse_filter(filter)?;
-    let orders = search::parse_order_bys(order_by)?;
+    let q = search::compile_page(
+        store.db.backend(),
+        &TARGET,
+        &format!("SELECT {INFO_COLUMNS} FROM runs r"),
+        |sql| {
+            let exps: Vec<String> = experiment_ids
+                .iter()
+                .map(|e| sql.bind(Bind::I64(*e)))
+                .collect();
+            format!(
+                "r.experiment_id IN ({}) AND {}",
+                exps.join(", "),
+                view.sql("r.lifecycle_stage")
+            )
+        },
+        filter,
+        order_by,
+        // After an explicit start_time term this one is a no-op.
+        "r.start_time DESC, r.run_id ASC",
+        max_results,
+        page_token,
+    )?;
     if experiment_ids.is_empty() {
         return Ok(Page {
             items: Vec::new(),
             next_page_token: None,
         });
     }
-    let mut sql = Sql::new("");
-    let exps: Vec<String> = experiment_ids
-        .iter()
-        .map(|e| sql.bind(Bind::I64(*e)))
-        .collect();
-    let cond = search::compile_filter(&mut sql, store.db.backend(), &TARGET, &f)?;
-    let mut order = search::compile_order(&mut sql, &TARGET, &orders)?;
-    let has_start = orders.iter().any(
-        |o| matches!(&o.key, search::Key::Attribute(a) if a == "start_time" || a == "created"),
-    );
-    if !has_start {
-        order.push("r.start_time DESC".into());
-    }
-    order.push("r.run_id ASC".into());
-    let lim = sql.bind(Bind::I64(max_results + 1));
-    let off = sql.bind(Bind::I64(offset));
-    sql.text = format!(
-        "SELECT {INFO_COLUMNS} FROM runs r WHERE r.experiment_id IN ({}) AND {} AND {cond} ORDER BY {} LIMIT {lim} OFFSET {off}",
-        exps.join(", "),
-        view.sql("r.lifecycle_stage"),
-        order.join(", ")
-    );
-    let rows = sql
-        .query()
-        .fetch_all(store.db.pool())
-        .await
-        .map_err(TrackingError::db("searching runs"))?;
-    let infos = rows
-        .iter()
-        .map(info_from_row)
-        .collect::<TrackingResult<Vec<_>>>()?;
-    let page = paginate(infos, offset, max_results);
+    let page = q.fetch(store, "searching runs", info_from_row).await?;
     Ok(Page {
         items: hydrate(store, page.items).await?,
         next_page_token: page.next_page_token,

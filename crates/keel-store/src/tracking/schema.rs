@@ -130,6 +130,26 @@ VALUES (0, 'Default', 'active', 0, 0);
 ",
 };
 
+/// Indexes for search: filters on tags and params find their rows by key
+/// (not by probing every run), and the metric index covers the filter's
+/// columns so matching run ids come from the index alone. Tag and param
+/// values stay unindexed: PostgreSQL refuses btree entries over ~2.7 kB, and
+/// MLflow allows 8,000-character values. A logged model's metrics were a
+/// full scan of `run_metrics`; the partial index costs nothing for the
+/// points that belong to no model (most of them).
+pub const TRACKING_V2: Migration = Migration {
+    component: "tracking",
+    version: 2,
+    name: "search indexes on tag, param and metric keys",
+    sql: "
+CREATE INDEX run_tags_key ON run_tags (key);
+CREATE INDEX run_params_key ON run_params (key);
+DROP INDEX latest_metrics_key;
+CREATE INDEX latest_metrics_key_value ON latest_metrics (key, value, is_nan, run_id);
+CREATE INDEX run_metrics_model ON run_metrics (model_id) WHERE model_id IS NOT NULL;
+",
+};
+
 /// Registered models, versions, tags, aliases and the alias history.
 pub const REGISTRY_V1: Migration = Migration {
     component: "registry",

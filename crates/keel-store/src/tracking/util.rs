@@ -8,6 +8,7 @@ use sqlx::query::Query;
 use sqlx::{Any, Row};
 
 use super::error::{TrackingError, TrackingResult};
+use crate::db::Backend;
 
 /// A value bound to a `$n` placeholder.
 #[derive(Debug, Clone)]
@@ -23,6 +24,8 @@ pub(crate) enum Bind {
 pub(crate) struct Sql {
     pub text: String,
     pub binds: Vec<Bind>,
+    /// Placeholders are SQLite's anonymous `?` (see [`Sql::in_order`]).
+    anonymous: bool,
 }
 
 impl Sql {
@@ -30,13 +33,30 @@ impl Sql {
         Sql {
             text: text.to_string(),
             binds: Vec::new(),
+            anonymous: false,
+        }
+    }
+
+    /// For statements whose text is written in the order of their binds
+    /// (multi-row INSERTs): placeholders are `?` on SQLite. SQLite looks
+    /// each `$n` up by a linear search of the statement's parameter names,
+    /// so binding n of them costs O(n²): with 4,608 binds that was 77% of
+    /// the time of a 1,000-point log-batch.
+    pub fn in_order(backend: Backend, text: &str) -> Sql {
+        Sql {
+            anonymous: backend == Backend::Sqlite,
+            ..Sql::new(text)
         }
     }
 
     /// Adds a bind and returns its placeholder.
     pub fn bind(&mut self, b: Bind) -> String {
         self.binds.push(b);
-        format!("${}", self.binds.len())
+        if self.anonymous {
+            "?".to_string()
+        } else {
+            format!("${}", self.binds.len())
+        }
     }
 
     pub fn push(&mut self, s: &str) {

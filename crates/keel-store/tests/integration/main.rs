@@ -5,3 +5,4 @@
 mod backends;
 mod data;
 mod db;
+mod tracking;

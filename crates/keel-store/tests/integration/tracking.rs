@@ -1,0 +1,258 @@
+//! Tracking writes and searches at the store level: the group commit's
+//! per-batch outcomes, and search filters and orderings over several runs.
+
+use keel_store::tracking::runs::{self, Batch};
+use keel_store::tracking::{experiments, KeyValue, Lifecycle, Metric, TrackingError, ViewType};
+
+use crate::backends::{backends, project};
+
+fn point(key: &str, value: f64, step: i64) -> Metric {
+    Metric {
+        key: key.into(),
+        value,
+        timestamp: 1_000 + step,
+        step,
+        model_id: None,
+        dataset_name: None,
+        dataset_digest: None,
+    }
+}
+
+fn batch(run: &str, metrics: Vec<Metric>, params: &[(&str, &str)], tags: &[(&str, &str)]) -> Batch {
+    Batch {
+        run_id: run.into(),
+        metrics,
+        params: params.iter().map(|(k, v)| KeyValue::new(*k, *v)).collect(),
+        tags: tags.iter().map(|(k, v)| KeyValue::new(*k, *v)).collect(),
+    }
+}
+
+#[tokio::test]
+async fn a_group_commit_fails_each_bad_batch_alone() {
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = project(backend, dir.path()).await;
+        let exp = experiments::create(&st, "g", None, &[]).await.unwrap();
+        let new_run = || runs::create(&st, exp, "u", None, None, &[]);
+        let (a, b, gone) = (
+            new_run().await.unwrap(),
+            new_run().await.unwrap(),
+            new_run().await.unwrap(),
+        );
+        let (a, b, gone) = (a.info.run_id, b.info.run_id, gone.info.run_id);
+        runs::log_batch(&st, &a, &[], &[KeyValue::new("alpha", "1")], &[])
+            .await
+            .unwrap();
+        runs::set_lifecycle(&st, &gone, Lifecycle::Deleted)
+            .await
+            .unwrap();
+
+        // 1,100 points for `a` across two batches (more than one INSERT),
+        // a batch changing a param, one for a deleted and one for a missing
+        // run, and tags whose last value must win.
+        let many: Vec<Metric> = (0..1000)
+            .map(|i| point("loss", 1.0 / f64::from(i + 1), i64::from(i)))
+            .collect();
+        let group = vec![
+            batch(&a, many, &[], &[("t", "first")]),
+            batch(
+                &a,
+                vec![point("leak", 1.0, 0)],
+                &[("alpha", "2")],
+                &[("t", "refused")],
+            ),
+            batch(&gone, vec![point("x", 1.0, 0)], &[], &[]),
+            batch(
+                "0123456789abcdef0123456789abcdef",
+                vec![point("x", 1.0, 0)],
+                &[],
+                &[],
+            ),
+            batch(
+                &b,
+                vec![
+                    point("acc", f64::NAN, 0),
+                    point("acc", 0.5, 3),
+                    point("acc", 0.9, 2),
+                ],
+                &[("beta", "x")],
+                &[],
+            ),
+            batch(
+                &a,
+                (1000..1100).map(|i| point("loss", 0.0, i)).collect(),
+                &[("alpha", "1")],
+                &[("t", "last")],
+            ),
+            batch(&a, vec![point("loss", 0.0, 1099)], &[], &[]),
+        ];
+        let results = runs::log_batches(&st, &group).await;
+        assert!(
+            results[0].is_ok() && results[4].is_ok() && results[5].is_ok() && results[6].is_ok(),
+            "{results:?}"
+        );
+        assert!(
+            matches!(&results[1], Err(TrackingError::Invalid(m)) if m.starts_with("Changing param values")),
+            "{:?}",
+            results[1]
+        );
+        assert!(
+            matches!(&results[2], Err(TrackingError::Invalid(m)) if m.contains("must be in the 'active' state")),
+            "{:?}",
+            results[2]
+        );
+        assert!(
+            matches!(&results[3], Err(TrackingError::NotFound(_))),
+            "{:?}",
+            results[3]
+        );
+
+        let run_a = runs::get(&st, &a).await.unwrap();
+        assert_eq!(
+            run_a
+                .metrics
+                .iter()
+                .map(|m| m.key.as_str())
+                .collect::<Vec<_>>(),
+            ["loss"]
+        );
+        assert_eq!((run_a.metrics[0].step, run_a.metrics[0].value), (1099, 0.0));
+        let history = runs::metric_history(&st, &a, "loss", None, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            history.items.len(),
+            1100,
+            "the repeated point is stored once"
+        );
+        assert!(runs::metric_history(&st, &a, "leak", None, None)
+            .await
+            .unwrap()
+            .items
+            .is_empty());
+        assert_eq!(run_a.params, vec![KeyValue::new("alpha", "1")]);
+        assert_eq!(
+            run_a.tags.iter().find(|t| t.key == "t").unwrap().value,
+            "last"
+        );
+        let run_b = runs::get(&st, &b).await.unwrap();
+        assert_eq!((run_b.metrics[0].step, run_b.metrics[0].value), (3, 0.5));
+        assert!(runs::get(&st, &gone).await.unwrap().metrics.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn search_filters_and_orders_over_child_tables() {
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = project(backend, dir.path()).await;
+        let exp = experiments::create(&st, "s", None, &[]).await.unwrap();
+        let mut ids = Vec::new();
+        for i in 0..6i64 {
+            let name = format!("r{i}");
+            let run = runs::create(&st, exp, "u", Some(&name), Some(i), &[])
+                .await
+                .unwrap();
+            let id = run.info.run_id;
+            // r5 has no metric, r4 no param, odd runs carry a tag.
+            let metrics = if i == 5 {
+                vec![]
+            } else {
+                vec![point("acc", i as f64 / 10.0, 0)]
+            };
+            let params = if i == 4 {
+                vec![]
+            } else {
+                vec![KeyValue::new("p", format!("v{}", i % 3))]
+            };
+            let tags = if i % 2 == 1 {
+                vec![KeyValue::new("odd", "yes")]
+            } else {
+                vec![]
+            };
+            runs::log_batch(&st, &id, &metrics, &params, &tags)
+                .await
+                .unwrap();
+            ids.push(id);
+        }
+        let names = |filter: &'static str, order: &'static [&'static str]| {
+            let st = st.clone();
+            async move {
+                let order: Vec<String> = order.iter().map(|s| s.to_string()).collect();
+                let page =
+                    runs::search(&st, &[exp], filter, ViewType::ActiveOnly, 100, &order, None)
+                        .await
+                        .unwrap();
+                page.items
+                    .iter()
+                    .map(|r| r.info.run_name.clone())
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(
+            names("metrics.acc > 0.15", &["metrics.acc DESC"]).await,
+            ["r4", "r3", "r2"]
+        );
+        // Runs without the metric sort last in either direction.
+        assert_eq!(
+            names("", &["metrics.acc ASC"]).await,
+            ["r0", "r1", "r2", "r3", "r4", "r5"]
+        );
+        assert_eq!(
+            names("", &["metrics.acc DESC"]).await,
+            ["r4", "r3", "r2", "r1", "r0", "r5"]
+        );
+        assert_eq!(names("params.p = 'v1'", &[]).await, ["r1"]);
+        assert_eq!(names("params.p IS NULL", &[]).await, ["r4"]);
+        assert_eq!(
+            names(
+                "tags.odd = 'yes' AND metrics.acc >= 0.3",
+                &["start_time ASC"]
+            )
+            .await,
+            ["r3"]
+        );
+        assert_eq!(
+            names("tags.odd IS NOT NULL", &["params.p DESC", "start_time ASC"]).await,
+            ["r5", "r1", "r3"]
+        );
+        // Default order: newest first, and pages never overlap.
+        let first = runs::search(&st, &[exp], "", ViewType::ActiveOnly, 4, &[], None)
+            .await
+            .unwrap();
+        let rest = runs::search(
+            &st,
+            &[exp],
+            "",
+            ViewType::ActiveOnly,
+            4,
+            &[],
+            first.next_page_token.as_deref(),
+        )
+        .await
+        .unwrap();
+        let all: Vec<String> = first
+            .items
+            .iter()
+            .chain(&rest.items)
+            .map(|r| r.info.run_name.clone())
+            .collect();
+        assert_eq!(all, ["r5", "r4", "r3", "r2", "r1", "r0"]);
+        assert!(rest.next_page_token.is_none());
+        // The page's runs come with their data.
+        let r1 = first
+            .items
+            .iter()
+            .chain(&rest.items)
+            .find(|r| r.info.run_name == "r1")
+            .unwrap();
+        assert_eq!(
+            (
+                r1.params.len(),
+                r1.metrics.len(),
+                r1.tags.iter().any(|t| t.key == "odd")
+            ),
+            (1, 1, true)
+        );
+    }
+}
