@@ -43,23 +43,30 @@ PY
 "$keel" train --data "$work/train.csv" --target label --algorithm logistic_regression --out "$work/model" >/dev/null
 
 wait_up() { for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$1/ping" >/dev/null 2>&1 && return 0; sleep 0.2; done; return 1; }
-run() { # name port path
+rss() { # pid: resident set of the process and all its descendants, KiB
+  local total c
+  total=$(ps -o rss= -p "$1" 2>/dev/null || echo 0)
+  for c in $(pgrep -P "$1" 2>/dev/null); do total=$(( total + $(rss "$c") )); done
+  echo $(( total ))
+}
+run() { # name port path pid
+  echo "$1 RSS before load: $(rss "$4") KiB"
   for rows in 1 100; do for c in 1 16 64; do
     t=$(( c < 2 ? 1 : 2 ))
     out=$(wrk -t"$t" -c"$c" -d"${dur}s" --latency -s "$work/body$rows.lua" "http://127.0.0.1:$2$3" 2>&1)
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     p50=$(awk '$1=="50%" {print $2}' <<<"$out"); p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-    non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
-    printf "%-8s rows=%-4s c=%-3s %10s req/s  p50 %-9s p99 %-9s %s\n" "$1" "$rows" "$c" "$rps" "$p50" "$p99" "${non2xx:+non-2xx=$non2xx}"
+    errs=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr -s ' ' | tr '\n' ';')
+    printf "%-8s rows=%-4s c=%-3s %10s req/s  p50 %-9s p99 %-9s RSS %7s KiB %s\n" "$1" "$rows" "$c" "$rps" "$p50" "$p99" "$(rss "$4")" "$errs"
   done; done
 }
 
 "$canned" 127.0.0.1:18090 2>/dev/null & pids+=($!)
-sleep 0.5; run hyper 18090 /invocations
+sleep 0.5; run hyper 18090 /invocations "${pids[-1]}"
 
 "$keel" serve "$work/model" --port 18091 --log-dir "$work/log" 2>"$work/keel.log" & pids+=($!)
-wait_up 18091; run keel 18091 /invocations
-echo "keel RSS after load: $(ps -o rss= -p "${pids[-1]}") KiB; log records: $(cat "$work"/log/predictions/*.csv | wc -l)"
+wait_up 18091; run keel 18091 /invocations "${pids[-1]}"
+echo "keel log: $(cat "$work"/log/predictions/*.csv | wc -l) lines in $(ls "$work"/log/predictions | wc -l) segments; $(curl -s http://127.0.0.1:18091/metrics | grep -E '^keel_prediction_log_(records|batches)_total|^keel_prediction_log_write_seconds_total' | tr '\n' ' ')"
 
 venv=${BENCH_VENV:-/tmp/keel-bench-venv}
 if [ ! -x "$venv/bin/mlflow" ]; then
@@ -67,5 +74,5 @@ if [ ! -x "$venv/bin/mlflow" ]; then
 fi
 if [ -x "$venv/bin/mlflow" ]; then
   PATH="$venv/bin:$PATH" mlflow models serve -m "$work/model" --env-manager local -w 1 -h 127.0.0.1 -p 18092 2>"$work/mlflow.log" & pids+=($!)
-  if wait_up 18092; then run mlflow 18092 /invocations; else echo "mlflow did not start; see $work/mlflow.log"; fi
+  if wait_up 18092; then run mlflow 18092 /invocations "${pids[-1]}"; else echo "mlflow did not start; see $work/mlflow.log"; fi
 fi

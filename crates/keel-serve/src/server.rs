@@ -826,6 +826,11 @@ pub async fn serve(state: Arc<AppState>, addr: SocketAddr) -> Result<()> {
     );
     let watcher = tokio::spawn(state.clone().watch());
     let app = router(state);
+    // Without TCP_NODELAY a response written in more than one segment can
+    // wait for the client's delayed ACK (~40 ms) on a keep-alive connection.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let ctrl_c = tokio::signal::ctrl_c();

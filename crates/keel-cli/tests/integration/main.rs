@@ -2,5 +2,7 @@
 
 mod data;
 mod demo;
+mod retrain;
+mod serve;
 mod tracking;
 mod util;
