@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # keel's whole test suite, from a fresh machine: installs what the tests
-# need (PostgreSQL, a Python venv with the pinned clients), starts a
+# need (PostgreSQL, Prometheus, a Python venv with the pinned clients), starts a
 # throwaway PostgreSQL on loopback, and runs every test of the workspace.
 #
 #   bash scripts/test.sh [extra cargo test args]
@@ -29,6 +29,8 @@ need_apt=()
 [ -n "$(pg_bin)" ] || need_apt+=(postgresql)
 command -v python3 >/dev/null || need_apt+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+# promtool and a real Prometheus for the /metrics tests (keel-cli tests/integration/serve.rs).
+{ command -v promtool && command -v prometheus; } >/dev/null || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq

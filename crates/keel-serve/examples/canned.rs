@@ -22,6 +22,8 @@ async fn main() {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        // As keel serve does.
+        let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
             let svc = service_fn(|_req: Request<Incoming>| async {
                 Ok::<_, Infallible>(Response::new(String::from("{\"predictions\": [0]}")))

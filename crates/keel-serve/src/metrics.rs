@@ -219,8 +219,28 @@ pub struct Gauge {
     pub help: String,
     /// Labels.
     pub labels: BTreeMap<String, String>,
-    /// Value.
+    /// Value (NaN, e.g. accuracy without feedback, is `null` in JSON).
+    #[serde(with = "nan_as_null")]
     pub value: f64,
+}
+
+/// JSON has no NaN: serde_json writes it as `null` and then refuses to read
+/// `null` back as an f64, which made the server drop the monitor's whole
+/// state file (and every `keel_monitor_*` gauge) whenever one value was NaN.
+mod nan_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_nan() {
+            s.serialize_none()
+        } else {
+            s.serialize_f64(*v)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
 }
 
 /// All of the server's metrics.

@@ -29,6 +29,7 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,9 +60,9 @@ pub const METRICS: &[&str] = &[
     "feedback_rows",
 ];
 
-/// An action of a rule.
+/// An action of a rule: `log`, `{webhook: URL}` or `{pipeline: FILE}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", try_from = "ActionYaml")]
 pub enum Action {
     /// Print and append to `alerts.jsonl`.
     Log,
@@ -69,6 +70,37 @@ pub enum Action {
     Webhook(String),
     /// Run this pipeline file with `keel run`.
     Pipeline(String),
+}
+
+/// How an action is written in `monitor.yaml`. serde_yaml_ng reads a
+/// plain externally tagged enum only from YAML tags (`!pipeline FILE`), not
+/// from the one-key maps the documentation (and everyone) writes.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ActionYaml {
+    Name(String),
+    Map(BTreeMap<String, String>),
+}
+
+impl TryFrom<ActionYaml> for Action {
+    type Error = String;
+
+    fn try_from(a: ActionYaml) -> std::result::Result<Action, String> {
+        const EXPECTED: &str = "expected `log`, `{webhook: URL}` or `{pipeline: FILE}`";
+        match a {
+            ActionYaml::Name(n) if n == "log" => Ok(Action::Log),
+            ActionYaml::Name(n) => Err(format!("unknown action `{n}`: {EXPECTED}")),
+            ActionYaml::Map(m) if m.len() == 1 => {
+                let (k, v) = m.into_iter().next().unwrap_or_default();
+                match k.as_str() {
+                    "webhook" => Ok(Action::Webhook(v)),
+                    "pipeline" => Ok(Action::Pipeline(v)),
+                    _ => Err(format!("unknown action `{k}`: {EXPECTED}")),
+                }
+            }
+            ActionYaml::Map(_) => Err(format!("an action has exactly one key: {EXPECTED}")),
+        }
+    }
 }
 
 /// One alert rule.
@@ -740,10 +772,17 @@ pub async fn run_actions(
                     "keel monitor: {}: starting `keel run {file}` (continuous training)",
                     rule.name
                 );
+                // The run's output goes to our stderr: our stdout is the
+                // report (JSON with --json), which job lines would corrupt.
+                let to_stderr = std::io::stderr()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map_or_else(|_| std::process::Stdio::inherit(), Into::into);
                 let status = tokio::process::Command::new(keel)
                     .arg("run")
                     .arg(file)
                     .current_dir(cwd)
+                    .stdout(to_stderr)
                     .env("KEEL_ALERT_RULE", &rule.name)
                     .env("KEEL_ALERT_METRIC", &rule.metric)
                     .env("KEEL_ALERT_VALUE", value.to_string())

@@ -124,9 +124,10 @@ pub struct Record {
     pub cpu_seconds: f64,
     /// Feature columns then `prediction`, `score` (shared per version).
     pub columns: Arc<[String]>,
-    /// Per row: the feature values then prediction and score (same
-    /// length as `columns`); empty for a failed request.
-    pub rows: Vec<Vec<String>>,
+    /// Per row: the CSV fields of `columns` (the feature values, then
+    /// prediction and score), comma-separated and quoted as needed; empty
+    /// for a failed request.
+    pub rows: Vec<String>,
 }
 
 /// A ground-truth label for a logged request.
@@ -500,10 +501,8 @@ fn format_record(out: &mut String, r: &Record) {
     }
     for (i, row) in r.rows.iter().enumerate() {
         fixed(out, i);
-        for v in row {
-            out.push(',');
-            csv_field(out, v);
-        }
+        out.push(',');
+        out.push_str(row);
         out.push('\n');
     }
 }

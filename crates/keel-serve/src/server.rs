@@ -411,16 +411,15 @@ fn make_record(
 ) -> Record {
     let rows = match outcome {
         Some(o) => {
+            use std::fmt::Write as _;
             let mut rows = slot.model.log_rows(inputs);
             for (i, row) in rows.iter_mut().enumerate() {
-                row.push(o.labels.get(i).cloned().unwrap_or_default());
-                row.push(
-                    o.scores
-                        .get(i)
-                        .filter(|s| !s.is_nan())
-                        .map(f64::to_string)
-                        .unwrap_or_default(),
-                );
+                row.push(',');
+                crate::predlog::csv_field(row, o.labels.get(i).map_or("", String::as_str));
+                row.push(',');
+                if let Some(s) = o.scores.get(i).filter(|s| !s.is_nan()) {
+                    let _ = write!(row, "{s}");
+                }
             }
             rows
         }
@@ -826,6 +825,11 @@ pub async fn serve(state: Arc<AppState>, addr: SocketAddr) -> Result<()> {
     );
     let watcher = tokio::spawn(state.clone().watch());
     let app = router(state);
+    // Without TCP_NODELAY a response written in more than one segment can
+    // wait for the client's delayed ACK (~40 ms) on a keep-alive connection.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let ctrl_c = tokio::signal::ctrl_c();

@@ -3,5 +3,7 @@
 mod data;
 mod demo;
 mod gates;
+mod retrain;
+mod serve;
 mod tracking;
 mod util;

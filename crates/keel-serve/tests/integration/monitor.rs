@@ -73,3 +73,33 @@ async fn injected_drift_fires_the_alert_within_one_window() {
     // The gauges reach /metrics through the state file.
     keel_serve::monitor::save_state(&keel_serve::monitor::state_path(&log), &st).unwrap();
 }
+
+/// Actions as the documentation writes them (one-key maps, a flow list
+/// too); a wrong action is an error naming the file and the rule.
+#[test]
+fn actions_parse_in_their_documented_forms() {
+    use keel_serve::monitor::Action;
+    let path = std::path::Path::new("/p/monitor.yaml");
+    let yaml = "rules:\n  - name: a\n    metric: drift_share\n    threshold: 0.5\n    actions:\n      - log\n      - webhook: http://127.0.0.1:9000/hook\n      - pipeline: .gitlab-ci.yml\n  - name: b\n    metric: error_rate\n    threshold: 0.1\n    actions: [log, {pipeline: retrain.yml}]\n";
+    let c = MonitorConfig::parse(yaml, path).unwrap();
+    assert_eq!(
+        c.rules[0].actions,
+        [
+            Action::Log,
+            Action::Webhook("http://127.0.0.1:9000/hook".into()),
+            Action::Pipeline("/p/.gitlab-ci.yml".into()),
+        ]
+    );
+    assert_eq!(
+        c.rules[1].actions,
+        [Action::Log, Action::Pipeline("/p/retrain.yml".into())]
+    );
+    for (bad, says) in [
+        ("[page]", "unknown action `page`"),
+        ("[{email: x}]", "unknown action `email`"),
+    ] {
+        let yaml = format!("rules:\n  - name: a\n    metric: drift_share\n    threshold: 0.5\n    actions: {bad}\n");
+        let e = MonitorConfig::parse(&yaml, path).unwrap_err().to_string();
+        assert!(e.contains("/p/monitor.yaml") && e.contains(says), "{e}");
+    }
+}
