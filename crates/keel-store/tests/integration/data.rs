@@ -552,3 +552,31 @@ async fn sibling_names_sort_like_the_manifest() {
     // left behind in the temporary directory.
     assert_eq!(report.temp_files, 0);
 }
+
+/// Large files are streamed through several buffers and written with
+/// `O_DIRECT` where the file system allows it; a size that is not a whole
+/// number of blocks ends with a buffered tail. The object must still hold
+/// exactly the file's bytes under their hash.
+#[test]
+fn large_objects_with_a_partial_last_block_are_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let objects = keel_store::objects::LocalObjects::open(
+        &tmp.path().join("objects"),
+        &tmp.path().join("objects/tmp"),
+    )
+    .unwrap();
+    let bytes: Vec<u8> = (0..(17u32 << 20) + 12345)
+        .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+        .collect();
+    let src = tmp.path().join("big.bin");
+    fs::write(&src, &bytes).unwrap();
+    let meta = fs::metadata(&src).unwrap();
+    let (h, new) = objects.put_file(&src, &meta).unwrap();
+    assert!(new);
+    assert_eq!(h, keel_core::ObjectHash::of_bytes(&bytes));
+    assert_eq!(objects.read(&h).unwrap(), bytes);
+    assert_eq!(objects.verify(&h).unwrap(), None);
+    // Stored once: the second put finds it.
+    assert!(!objects.put_file(&src, &meta).unwrap().1);
+    assert_eq!(objects.tmp_count(), 0);
+}
