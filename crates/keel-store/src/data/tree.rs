@@ -56,36 +56,70 @@ pub struct Entry {
     pub exec: bool,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct ManifestFile {
     keel_manifest: u32,
     entries: Vec<ManifestEntry>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct ManifestEntry {
     p: String,
     h: String,
     s: u64,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
     x: bool,
+}
+
+/// The serialized form of [`ManifestFile`], borrowing the entries instead
+/// of copying 100,000 paths and hashes into strings first. The field order
+/// and names are the format: the same entries must always give the same
+/// bytes (a version's hash is its manifest's).
+#[derive(Serialize)]
+struct ManifestOut<'a> {
+    keel_manifest: u32,
+    entries: EntriesOut<'a>,
+}
+
+struct EntriesOut<'a>(&'a [Entry]);
+
+#[derive(Serialize)]
+struct EntryOut<'a> {
+    p: &'a str,
+    h: HexOut<'a>,
+    s: u64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    x: bool,
+}
+
+struct HexOut<'a>(&'a ObjectHash);
+
+impl Serialize for HexOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self.0)
+    }
+}
+
+impl Serialize for EntriesOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|e| EntryOut {
+            p: &e.path,
+            h: HexOut(&e.hash),
+            s: e.size,
+            x: e.exec,
+        }))
+    }
 }
 
 /// Serializes a directory's entries (sorted by path) as a manifest.
 pub fn encode_manifest(entries: &[Entry]) -> Vec<u8> {
-    let file = ManifestFile {
+    let file = ManifestOut {
         keel_manifest: 1,
-        entries: entries
-            .iter()
-            .map(|e| ManifestEntry {
-                p: e.path.clone(),
-                h: e.hash.to_hex(),
-                s: e.size,
-                x: e.exec,
-            })
-            .collect(),
+        entries: EntriesOut(entries),
     };
-    serde_json::to_vec(&file).expect("a manifest always serializes")
+    let mut out = Vec::with_capacity(32 + entries.len() * 120);
+    serde_json::to_writer(&mut out, &file).expect("a manifest always serializes");
+    out
 }
 
 /// Parses a manifest object.
@@ -291,6 +325,11 @@ fn scan_dir(dir: &Path, rel: &str, out: &mut Scan) -> Result<()> {
             continue;
         };
         let child = join_rel(rel, name);
+        if name.contains('\\') {
+            // Manifests use `/` paths and refuse backslashes (a Windows separator).
+            out.skipped.push((child, "name contains a backslash"));
+            continue;
+        }
         let ft = entry
             .file_type()
             .map_err(|e| StoreError::io("reading", entry.path())(e))?;
@@ -524,5 +563,38 @@ impl StatCache {
             out.extend_from_slice(path.as_bytes());
         }
         write_atomic(&Self::file(state_dir, dataset), &out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The manifest bytes are the version's identity: the encoding must not
+    /// drift (field order, escaping, `x` only when set).
+    #[test]
+    fn manifest_bytes_are_stable() {
+        let a = ObjectHash::of_bytes(b"a");
+        let b = ObjectHash::of_bytes(b"b");
+        let entries = vec![
+            Entry {
+                path: "d/\"q\" é\t.csv".into(),
+                hash: a,
+                size: 3,
+                exec: false,
+            },
+            Entry {
+                path: "run.sh".into(),
+                hash: b,
+                size: 0,
+                exec: true,
+            },
+        ];
+        let bytes = encode_manifest(&entries);
+        let expected = format!(
+            r#"{{"keel_manifest":1,"entries":[{{"p":"d/\"q\" é\t.csv","h":"{a}","s":3}},{{"p":"run.sh","h":"{b}","s":0,"x":true}}]}}"#
+        );
+        assert_eq!(String::from_utf8(bytes.clone()).unwrap(), expected);
+        assert_eq!(decode_manifest(&a, &bytes).unwrap(), entries);
     }
 }
