@@ -19,6 +19,11 @@ impl ObjectHash {
         ObjectHash(*digest.as_bytes())
     }
 
+    /// Wraps 32 raw bytes (as stored by [`ObjectHash::as_bytes`]).
+    pub fn from_bytes(bytes: [u8; 32]) -> ObjectHash {
+        ObjectHash(bytes)
+    }
+
     /// The raw 32 bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
@@ -39,10 +44,15 @@ impl ObjectHash {
 
 impl fmt::Display for ObjectHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
+        // One write, not 32 formatted ones: manifests and object paths
+        // print a hash per file.
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 64];
+        for (i, b) in self.0.iter().enumerate() {
+            out[2 * i] = HEX[usize::from(b >> 4)];
+            out[2 * i + 1] = HEX[usize::from(b & 15)];
         }
-        Ok(())
+        f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
     }
 }
 

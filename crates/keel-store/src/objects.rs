@@ -2,8 +2,11 @@
 //!
 //! An object is an immutable byte string named by its BLAKE3 hash. The
 //! local store keeps each object in `objects/<2 hex>/<62 hex>`, read-only.
-//! Objects are written to `tmp/` first and renamed into place, so a killed
-//! writer never leaves a half-written object under a valid name.
+//! Objects are written as unnamed files (`O_TMPFILE` in `tmp/`) and linked
+//! to their name when complete, so a killed writer never leaves a
+//! half-written object under a valid name, nor any file at all. Where the
+//! file system has no `O_TMPFILE`, a named file in `tmp/` is renamed into
+//! place instead.
 //!
 //! Remotes (`keel data push/pull`) go through the `object_store` crate: a
 //! directory (its `LocalFileSystem`) or `s3://bucket/prefix` (its
@@ -16,7 +19,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use futures::{StreamExt, TryStreamExt};
@@ -27,10 +30,16 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use crate::error::{Result, StoreError};
 
 /// Files up to this size are read into memory, hashed and written in one
-/// pass; larger ones are copied (or reflinked) and hashed from the copy.
+/// pass; larger ones are streamed through [`CHUNK`]-sized buffers.
 const SMALL_FILE: u64 = 4 << 20;
-/// Files at least this large are hashed with BLAKE3's multi-threaded mode.
+/// Files at least this large are hashed with BLAKE3's multi-threaded mode
+/// (`fsck`, `status`; `add` hashes while it copies).
 const PARALLEL_HASH: u64 = 16 << 20;
+/// The buffer size large files are copied and hashed through.
+const CHUNK: usize = 8 << 20;
+/// Buffer, offset and length alignment for `O_DIRECT` writes (the largest
+/// logical block size of common disks).
+const DIRECT_ALIGN: usize = 4096;
 
 /// How checkout puts an object's bytes at a workspace path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +62,29 @@ pub enum LinkMode {
 pub struct LocalObjects {
     root: PathBuf,
     tmp: PathBuf,
+    /// Whether unnamed temporary files (`O_TMPFILE`, then `linkat`) work
+    /// here; probed on first write.
+    unnamed_tmp: OnceLock<bool>,
+}
+
+/// An object being written: an unnamed file (`O_TMPFILE`) that a killed
+/// writer leaves nowhere, or, where the file system cannot do that, a
+/// named file in `tmp/`.
+struct TmpObject {
+    file: File,
+    /// `None` for an unnamed file.
+    path: Option<PathBuf>,
+    /// Whether writes bypass the page cache (`O_DIRECT`).
+    direct: bool,
+}
+
+impl Drop for TmpObject {
+    fn drop(&mut self) {
+        // Unpublished (an error, or the object already existed).
+        if let Some(p) = self.path.take() {
+            let _ = fs::remove_file(p);
+        }
+    }
 }
 
 impl LocalObjects {
@@ -69,6 +101,7 @@ impl LocalObjects {
         Ok(LocalObjects {
             root: root.to_path_buf(),
             tmp: tmp.to_path_buf(),
+            unnamed_tmp: OnceLock::new(),
         })
     }
 
@@ -86,7 +119,7 @@ impl LocalObjects {
     /// Whether the store has object `h` with the expected size. Used for
     /// deduplication: an object torn by a power loss (renamed, but its
     /// blocks never flushed) is rewritten instead of trusted.
-    fn contains_sized(&self, h: &ObjectHash, size: u64) -> bool {
+    pub fn contains_sized(&self, h: &ObjectHash, size: u64) -> bool {
         fs::metadata(self.path_of(h)).is_ok_and(|m| m.is_file() && m.len() == size)
     }
 
@@ -95,53 +128,120 @@ impl LocalObjects {
             .join(format!("obj-{}", uuid::Uuid::new_v4().simple()))
     }
 
+    /// A new, empty, read-only temporary object; written with `O_DIRECT`
+    /// if `direct` and the file system allows it.
+    fn create_tmp(&self, direct: bool) -> Result<TmpObject> {
+        let unnamed = *self.unnamed_tmp.get_or_init(|| self.probe_unnamed_tmp());
+        if unnamed {
+            if direct {
+                if let Ok(file) = open_unnamed(&self.tmp, true) {
+                    return Ok(TmpObject {
+                        file,
+                        path: None,
+                        direct: true,
+                    });
+                }
+            }
+            if let Ok(file) = open_unnamed(&self.tmp, false) {
+                return Ok(TmpObject {
+                    file,
+                    path: None,
+                    direct: false,
+                });
+            }
+        }
+        let path = self.tmp_path();
+        let file = create_readonly(&path)?;
+        Ok(TmpObject {
+            file,
+            path: Some(path),
+            direct: false,
+        })
+    }
+
+    /// Whether an unnamed temporary file can be created in `tmp/` and
+    /// linked to a name (not on every file system; `linkat` goes through
+    /// `/proc/self/fd`).
+    fn probe_unnamed_tmp(&self) -> bool {
+        let Ok(file) = open_unnamed(&self.tmp, false) else {
+            return false;
+        };
+        let probe = self
+            .tmp
+            .join(format!("probe-{}", uuid::Uuid::new_v4().simple()));
+        let linked = link_unnamed(&file, &probe).is_ok();
+        let _ = fs::remove_file(&probe);
+        linked
+    }
+
+    /// Gives a finished temporary object its name. Another writer may have
+    /// stored the same bytes meanwhile: that is harmless, both are equal.
+    fn publish(&self, mut tmp: TmpObject, h: &ObjectHash, size: u64) -> Result<()> {
+        let dest = self.path_of(h);
+        let named = match tmp.path.take() {
+            Some(p) => p,
+            None => match link_unnamed(&tmp.file, &dest) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if self.contains_sized(h, size) {
+                        return Ok(());
+                    }
+                    // A torn object of an earlier power loss is in the
+                    // way: name ours, then rename it over the bad one.
+                    let p = self.tmp_path();
+                    link_unnamed(&tmp.file, &p).map_err(StoreError::io("storing object", &dest))?;
+                    p
+                }
+                Err(e) => return Err(StoreError::io("storing object", &dest)(e)),
+            },
+        };
+        fs::rename(&named, &dest).map_err(|e| {
+            let _ = fs::remove_file(&named);
+            StoreError::io("storing object", &dest)(e)
+        })
+    }
+
     /// Stores `bytes`; returns their hash and whether the object is new.
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<(ObjectHash, bool)> {
         let h = ObjectHash::of_bytes(bytes);
         if self.contains_sized(&h, bytes.len() as u64) {
             return Ok((h, false));
         }
-        let tmp = self.tmp_path();
-        let mut f = create_readonly(&tmp)?;
-        f.write_all(bytes)
-            .map_err(StoreError::io("writing", &tmp))?;
-        drop(f);
-        self.publish(&tmp, &h)?;
+        let mut tmp = self.create_tmp(false)?;
+        tmp.file
+            .write_all(bytes)
+            .map_err(StoreError::io("writing object", &self.tmp))?;
+        self.publish(tmp, &h, bytes.len() as u64)?;
         Ok((h, true))
     }
 
     /// Stores the file at `src` (whose metadata the caller read as
     /// `before`); returns its hash and whether the object is new.
     ///
-    /// The hash is always computed from the exact bytes that end up in the
-    /// store, so an object's content matches its name even if `src` is
-    /// modified meanwhile; such a modification is reported as
+    /// The bytes are read once into keel's own buffers, hashed there and
+    /// written from there, so an object's content matches its name even if
+    /// `src` is modified meanwhile; such a modification (seen on the open
+    /// file afterwards, or a different file at the path) is reported as
     /// [`StoreError::ChangedDuringAdd`].
     pub fn put_file(&self, src: &Path, before: &fs::Metadata) -> Result<(ObjectHash, bool)> {
+        let mut file = File::open(src).map_err(StoreError::io("reading", src))?;
         let (h, new) = if before.len() <= SMALL_FILE {
-            let mut buf = Vec::with_capacity(before.len() as usize);
-            File::open(src)
-                .and_then(|mut f| f.read_to_end(&mut buf))
-                .map_err(StoreError::io("reading", src))?;
-            self.put_bytes(&buf)?
+            // One byte more than expected, so that growth is seen by the
+            // size check below. (Not `read_to_end`: it asks the kernel for
+            // the size again, two more syscalls per small file.)
+            let mut buf = vec![0u8; before.len() as usize + 1];
+            let n = read_full(&mut file, &mut buf).map_err(StoreError::io("reading", src))?;
+            self.put_bytes(&buf[..n])?
         } else {
-            let tmp = self.tmp_path();
-            clone_or_copy(src, &tmp, true).map_err(StoreError::io("copying", src))?;
-            let h = hash_file(&tmp)?;
-            if self.contains_sized(&h, before.len()) {
-                let _ = fs::remove_file(&tmp);
-                (h, false)
-            } else {
-                fs::set_permissions(&tmp, fs::Permissions::from_mode(0o444))
-                    .map_err(StoreError::io("protecting", &tmp))?;
-                self.publish(&tmp, &h)?;
-                (h, true)
-            }
+            self.put_stream(&mut file, src)?
         };
-        let after = fs::metadata(src).map_err(StoreError::io("reading metadata of", src))?;
+        let after = file
+            .metadata()
+            .map_err(StoreError::io("reading metadata of", src))?;
         if after.len() != before.len()
             || after.mtime_nsec() != before.mtime_nsec()
             || after.mtime() != before.mtime()
+            || after.ino() != before.ino()
         {
             return Err(StoreError::ChangedDuringAdd {
                 path: src.to_path_buf(),
@@ -150,11 +250,45 @@ impl LocalObjects {
         Ok((h, new))
     }
 
-    /// Moves a finished temporary file to its object name. Renaming over an
-    /// existing object is harmless: both have the same bytes.
-    fn publish(&self, tmp: &Path, h: &ObjectHash) -> Result<()> {
-        let dest = self.path_of(h);
-        fs::rename(tmp, &dest).map_err(StoreError::io("storing object", &dest))
+    /// Copies a large file into a temporary object in one pass: while one
+    /// buffer is hashed and written, the next is read.
+    ///
+    /// The copy is written with `O_DIRECT`: it goes to the disk without a
+    /// second page-cache copy of the data (which would evict the workspace's
+    /// own cached bytes, and costs more than the disk write on a VM whose
+    /// fresh memory pages are slow to fault in), and is not read again soon.
+    fn put_stream(&self, src: &mut File, path: &Path) -> Result<(ObjectHash, bool)> {
+        let mut tmp = self.create_tmp(true)?;
+        let mut hasher = blake3::Hasher::new();
+        let mut cur = AlignedBuf::new(CHUNK);
+        let mut next = AlignedBuf::new(CHUNK);
+        let mut n = read_full(src, cur.as_mut()).map_err(StoreError::io("reading", path))?;
+        let mut total = 0u64;
+        while n > 0 {
+            let out = &mut tmp;
+            let bytes = &cur.as_ref()[..n];
+            let (read, (_, written)) = rayon::join(
+                || read_full(src, next.as_mut()),
+                || {
+                    rayon::join(
+                        || {
+                            hasher.update(bytes);
+                        },
+                        || out.write(bytes),
+                    )
+                },
+            );
+            written.map_err(StoreError::io("writing object", &self.tmp))?;
+            total += n as u64;
+            n = read.map_err(StoreError::io("reading", path))?;
+            std::mem::swap(&mut cur, &mut next);
+        }
+        let h = ObjectHash::from_digest(hasher.finalize());
+        if self.contains_sized(&h, total) {
+            return Ok((h, false));
+        }
+        self.publish(tmp, &h, total)?;
+        Ok((h, true))
     }
 
     /// Reads a whole object (manifests, small files).
@@ -192,7 +326,7 @@ impl LocalObjects {
         let made = match mode {
             LinkMode::Hardlink => fs::hard_link(&src, &tmp),
             LinkMode::Reflink => reflink(&src, &tmp),
-            LinkMode::Auto => clone_or_copy(&src, &tmp, false),
+            LinkMode::Auto => clone_or_copy(&src, &tmp),
             LinkMode::Copy => fs::copy(&src, &tmp).map(|_| ()),
         };
         if let Err(e) = made {
@@ -279,6 +413,101 @@ impl LocalObjects {
     }
 }
 
+/// Reads until `buf` is full or the file ends; returns the bytes read.
+fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// An unnamed, read-only file in `dir`, freed by the kernel if the
+/// process dies before [`link_unnamed`] names it.
+fn open_unnamed(dir: &Path, direct: bool) -> std::io::Result<File> {
+    use rustix::fs::{Mode, OFlags};
+    let mut flags = OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC;
+    if direct {
+        flags |= OFlags::DIRECT;
+    }
+    let fd = rustix::fs::open(dir, flags, Mode::from_raw_mode(0o444))?;
+    Ok(File::from(fd))
+}
+
+impl TmpObject {
+    /// Appends `buf`. With `O_DIRECT`, whole blocks go straight to the
+    /// disk; a final partial block (only the last chunk of a file has one)
+    /// is written through the page cache. A file system that refuses the
+    /// direct write gets a buffered one instead.
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        if self.direct {
+            let whole = buf.len() / DIRECT_ALIGN * DIRECT_ALIGN;
+            match self.file.write_all(&buf[..whole]) {
+                Ok(()) if whole == buf.len() => return Ok(()),
+                Ok(()) => {
+                    self.buffered()?;
+                    return self.file.write_all(&buf[whole..]);
+                }
+                // A failed direct write writes nothing: redo it buffered.
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                    self.buffered()?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.file.write_all(buf)
+    }
+
+    fn buffered(&mut self) -> std::io::Result<()> {
+        let flags = rustix::fs::fcntl_getfl(&self.file)?;
+        rustix::fs::fcntl_setfl(&self.file, flags - rustix::fs::OFlags::DIRECT)?;
+        self.direct = false;
+        Ok(())
+    }
+}
+
+/// A heap buffer whose start is aligned for `O_DIRECT`.
+struct AlignedBuf {
+    raw: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl AlignedBuf {
+    fn new(len: usize) -> AlignedBuf {
+        let raw = vec![0u8; len + DIRECT_ALIGN];
+        let start = raw.as_ptr().align_offset(DIRECT_ALIGN);
+        AlignedBuf { raw, start, len }
+    }
+
+    fn as_ref(&self) -> &[u8] {
+        &self.raw[self.start..self.start + self.len]
+    }
+
+    fn as_mut(&mut self) -> &mut [u8] {
+        &mut self.raw[self.start..self.start + self.len]
+    }
+}
+
+/// Gives an unnamed file a name (fails if `dest` exists).
+fn link_unnamed(file: &File, dest: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let proc_path = format!("/proc/self/fd/{}", file.as_raw_fd());
+    rustix::fs::linkat(
+        rustix::fs::CWD,
+        proc_path.as_str(),
+        rustix::fs::CWD,
+        dest,
+        rustix::fs::AtFlags::SYMLINK_FOLLOW,
+    )?;
+    Ok(())
+}
+
 fn create_readonly(path: &Path) -> Result<File> {
     OpenOptions::new()
         .write(true)
@@ -328,12 +557,9 @@ fn reflink(src: &Path, dest: &Path) -> std::io::Result<()> {
 
 /// A reflink if the file system can, else a copy (which on Linux is
 /// `copy_file_range`, done in the kernel).
-fn clone_or_copy(src: &Path, dest: &Path, readonly: bool) -> std::io::Result<()> {
+fn clone_or_copy(src: &Path, dest: &Path) -> std::io::Result<()> {
     if reflink(src, dest).is_err() {
         fs::copy(src, dest)?;
-    }
-    if readonly {
-        fs::set_permissions(dest, fs::Permissions::from_mode(0o444))?;
     }
     Ok(())
 }
@@ -491,25 +717,25 @@ impl RemoteObjects {
     /// before it gets its name.
     pub async fn download(&self, local: &LocalObjects, h: &ObjectHash) -> Result<()> {
         let result = self.store.get(&self.key(h)).await.map_err(self.os_err())?;
-        let tmp = local.tmp_path();
-        let mut file = create_readonly(&tmp)?;
+        let mut tmp = local.create_tmp(false)?;
         let mut hasher = blake3::Hasher::new();
         let mut stream = result.into_stream();
+        let mut size = 0u64;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(self.os_err())?;
             hasher.update(&chunk);
-            file.write_all(&chunk)
-                .map_err(StoreError::io("writing", &tmp))?;
+            size += chunk.len() as u64;
+            tmp.file
+                .write_all(&chunk)
+                .map_err(StoreError::io("writing object", &local.tmp))?;
         }
-        drop(file);
         let actual = ObjectHash::from_digest(hasher.finalize());
         if actual != *h {
-            let _ = fs::remove_file(&tmp);
             return Err(StoreError::CorruptObject {
                 expected: *h,
                 actual,
             });
         }
-        local.publish(&tmp, h)
+        local.publish(tmp, h, size)
     }
 }

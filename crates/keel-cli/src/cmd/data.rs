@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use clap::{Subcommand, ValueEnum};
-use keel_store::data::{self, CheckoutOptions, DataChange, DatasetVersion, VersionRef};
+use keel_store::data::{self, CheckoutOptions, DataChange, DatasetVersion, Durability, VersionRef};
 use keel_store::objects::{LinkMode, RemoteObjects};
 use keel_store::Store;
 use serde_json::{json, Value};
@@ -26,6 +26,11 @@ pub enum DataCommand {
         /// A note recorded with the version.
         #[arg(short, long)]
         message: Option<String>,
+        /// Flush the new objects to the disk before recording the version, so
+        /// that it survives a power loss too (default: survives a kill of
+        /// keel; the kernel writes the bytes back within seconds).
+        #[arg(long)]
+        sync: bool,
     },
     /// Show datasets whose workspace bytes differ from their pointer.
     Status {
@@ -123,14 +128,29 @@ pub fn run(global: &Global, command: DataCommand) -> Result<ExitCode> {
     let bars = Bars::new(global.json);
     match command {
         DataCommand::Profile(_) | DataCommand::Validate(_) => unreachable!("dispatched above"),
-        DataCommand::Add { paths, message } => {
+        DataCommand::Add {
+            paths,
+            message,
+            sync,
+        } => {
+            let durability = if sync {
+                Durability::Disk
+            } else {
+                Durability::Process
+            };
             let mut out = Vec::new();
             for p in &paths {
                 let r = resolve(p)?;
                 if r.version.is_some() {
                     bail!("{p}: `add` takes a path, not PATH@VERSION");
                 }
-                let rep = block_on(data::add(&store, &r.path, message.as_deref(), &bars))?;
+                let rep = block_on(data::add_with(
+                    &store,
+                    &r.path,
+                    message.as_deref(),
+                    durability,
+                    &bars,
+                ))?;
                 for (path, why) in &rep.skipped {
                     eprintln!("warning: skipped {}/{path}: {why}", r.path);
                 }

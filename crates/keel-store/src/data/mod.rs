@@ -5,8 +5,8 @@
 //! meant to be committed to git. The order of writes is what keeps the
 //! stores consistent when a command is killed at any moment:
 //!
-//! 1. objects (each written to `tmp/` and renamed into place),
-//! 2. one `syncfs` so they are durable,
+//! 1. objects (each written unnamed and named only when complete),
+//! 2. with [`Durability::Disk`], one `syncfs` so they are on the disk,
 //! 3. the directory's manifest object (after the objects it names),
 //! 4. the version row, in one transaction,
 //! 5. the pointer file and the stat cache (atomic renames).
@@ -20,8 +20,9 @@ mod tree;
 pub mod versions;
 
 pub use ops::{
-    add, checkout, diff, fsck, log, resolve_ref, status, AddReport, CheckoutOptions,
-    CheckoutReport, DataChange, DatasetStatus, DiffReport, FsckProblem, FsckReport, VersionRef,
+    add, add_with, checkout, diff, fsck, log, resolve_ref, status, AddReport, CheckoutOptions,
+    CheckoutReport, DataChange, DatasetStatus, DiffReport, Durability, FsckProblem, FsckReport,
+    VersionRef,
 };
 pub use transfer::{pull, push, TransferReport};
 pub use tree::{Entry, Kind, Pointer};

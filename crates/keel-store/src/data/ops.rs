@@ -235,12 +235,40 @@ fn whoami() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// What `add` guarantees about the objects of a version it records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// The stores are consistent whenever the process dies (a kill, a
+    /// crash of keel): objects are complete and named before the version
+    /// row is committed. After a power loss or an OS crash within the
+    /// kernel's write-back delay, a version may name objects that never
+    /// reached the disk; `keel fsck` reports them and re-adding the data
+    /// stores them again. What DVC and git (loose objects) promise too.
+    #[default]
+    Process,
+    /// Also across a power loss: one `syncfs` flushes the objects before the
+    /// version row is committed. Costs the time to write every new byte to
+    /// the disk.
+    Disk,
+}
+
 /// Adds (or re-adds) a dataset: stores its files, records a version,
-/// writes the pointer.
+/// writes the pointer. [`Durability::Process`]; see [`add_with`].
 pub async fn add(
     store: &Store,
     dataset: &DatasetPath,
     message: Option<&str>,
+    progress: &dyn Progress,
+) -> Result<AddReport> {
+    add_with(store, dataset, message, Durability::Process, progress).await
+}
+
+/// [`add`] with a choice of durability.
+pub async fn add_with(
+    store: &Store,
+    dataset: &DatasetPath,
+    message: Option<&str>,
+    durability: Durability,
     progress: &dyn Progress,
 ) -> Result<AddReport> {
     let root = store.project.root().to_path_buf();
@@ -268,7 +296,7 @@ pub async fn add(
         .par_iter()
         .map(|f| {
             let size = f.meta.len();
-            if let Some(h) = cache.lookup(f).filter(|h| objects.contains(h)) {
+            if let Some(h) = cache.lookup(f).filter(|h| objects.contains_sized(h, size)) {
                 progress.advance(size);
                 return Ok(h);
             }
@@ -305,8 +333,11 @@ pub async fn add(
             h
         }
     };
-    // Objects must be durable before a committed row names them.
-    objects.sync()?;
+    // Every object is complete and named before the row that names it is
+    // committed; with `Disk`, also on the disk.
+    if durability == Durability::Disk {
+        objects.sync()?;
+    }
     let user = whoami();
     let (version, new_version) = versions::record(
         &store.db,
@@ -376,11 +407,9 @@ fn ignore_in_git(root: &Path, dataset: &DatasetPath) {
 }
 
 /// Hashes what is in the workspace for a dataset, using (and refreshing)
-/// the stat cache. `None` if nothing is there.
-fn workspace_tree(
-    store: &Store,
-    dataset: &DatasetPath,
-) -> Result<Option<BTreeMap<String, ObjectHash>>> {
+/// the stat cache: its files sorted by path, as a manifest lists them.
+/// `None` if nothing is there.
+fn workspace_tree(store: &Store, dataset: &DatasetPath) -> Result<Option<Vec<Entry>>> {
     let abs = store.project.root().join(dataset.as_str());
     let started = tree::now_ns();
     let Some(scan) = tree::scan(&abs)? else {
@@ -404,9 +433,14 @@ fn workspace_tree(
             }
         })
         .collect();
-    let mut map = BTreeMap::new();
+    let mut entries = Vec::with_capacity(scan.files.len());
     for (f, h) in scan.files.iter().zip(hashes) {
-        map.insert(f.rel.clone(), h?);
+        entries.push(Entry {
+            path: f.rel.clone(),
+            hash: h?,
+            size: f.meta.len(),
+            exec: is_exec(&f.meta),
+        });
     }
     let fresh = fresh.into_inner().unwrap_or_else(|e| e.into_inner());
     if !fresh.is_empty() {
@@ -416,7 +450,21 @@ fn workspace_tree(
         // Only a cache: failing to save it costs speed, not correctness.
         let _ = cache.save(&state, dataset, started);
     }
-    Ok(Some(map))
+    Ok(Some(entries))
+}
+
+/// Whether the workspace files are exactly the version's: the hash the
+/// version would have if added now equals the pointer's. Saves reading and
+/// parsing the manifest when nothing changed.
+fn same_version(pointer: &Pointer, workspace: &[Entry]) -> bool {
+    let hash = match (pointer.kind, workspace) {
+        (Kind::File, [only]) if only.path.is_empty() => only.hash,
+        (Kind::Dir, files) if files.iter().all(|e| !e.path.is_empty()) => {
+            ObjectHash::of_bytes(&tree::encode_manifest(files))
+        }
+        _ => return false,
+    };
+    hash == pointer.object_hash()
 }
 
 fn compare(version: &[Entry], workspace: &BTreeMap<String, ObjectHash>) -> DiffReport {
@@ -459,7 +507,10 @@ pub async fn status(store: &Store, datasets: &[DatasetPath]) -> Result<Vec<Datas
             }
             (None, Some(_)) => DataChange::NoPointer,
             (Some(_), None) => DataChange::DataMissing,
-            (Some(p), Some(map)) => {
+            (Some(p), Some(entries)) if same_version(p, &entries) => DataChange::UpToDate,
+            (Some(p), Some(entries)) => {
+                let map: BTreeMap<String, ObjectHash> =
+                    entries.into_iter().map(|e| (e.path, e.hash)).collect();
                 // Without the manifest here (a pointer from a clone, nothing
                 // pulled yet) every workspace file counts as unknown.
                 let tree =
@@ -639,8 +690,11 @@ pub async fn checkout(
         });
     }
     refuse_symlinked_parents(root, version.path.as_str())?;
-    let current = workspace_tree(store, &version.path)?;
-    let mut current_map = current.unwrap_or_default();
+    let mut current_map: BTreeMap<String, ObjectHash> = workspace_tree(store, &version.path)?
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| (e.path, e.hash))
+        .collect();
     // The shape changes (file <-> directory): clear the old shape first.
     let is_dir = abs.is_dir();
     let shape_change = abs.exists() && (is_dir != (version.kind == Kind::Dir));

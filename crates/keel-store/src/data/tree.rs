@@ -1,12 +1,13 @@
 //! What a dataset version contains: pointer files, manifests and the
 //! workspace scan they are compared with.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use keel_core::{DatasetPath, ObjectHash};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StoreError};
@@ -55,36 +56,70 @@ pub struct Entry {
     pub exec: bool,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct ManifestFile {
     keel_manifest: u32,
     entries: Vec<ManifestEntry>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct ManifestEntry {
     p: String,
     h: String,
     s: u64,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
     x: bool,
+}
+
+/// The serialized form of [`ManifestFile`], borrowing the entries instead
+/// of copying 100,000 paths and hashes into strings first. The field order
+/// and names are the format: the same entries must always give the same
+/// bytes (a version's hash is its manifest's).
+#[derive(Serialize)]
+struct ManifestOut<'a> {
+    keel_manifest: u32,
+    entries: EntriesOut<'a>,
+}
+
+struct EntriesOut<'a>(&'a [Entry]);
+
+#[derive(Serialize)]
+struct EntryOut<'a> {
+    p: &'a str,
+    h: HexOut<'a>,
+    s: u64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    x: bool,
+}
+
+struct HexOut<'a>(&'a ObjectHash);
+
+impl Serialize for HexOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self.0)
+    }
+}
+
+impl Serialize for EntriesOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|e| EntryOut {
+            p: &e.path,
+            h: HexOut(&e.hash),
+            s: e.size,
+            x: e.exec,
+        }))
+    }
 }
 
 /// Serializes a directory's entries (sorted by path) as a manifest.
 pub fn encode_manifest(entries: &[Entry]) -> Vec<u8> {
-    let file = ManifestFile {
+    let file = ManifestOut {
         keel_manifest: 1,
-        entries: entries
-            .iter()
-            .map(|e| ManifestEntry {
-                p: e.path.clone(),
-                h: e.hash.to_hex(),
-                s: e.size,
-                x: e.exec,
-            })
-            .collect(),
+        entries: EntriesOut(entries),
     };
-    serde_json::to_vec(&file).expect("a manifest always serializes")
+    let mut out = Vec::with_capacity(32 + entries.len() * 120);
+    serde_json::to_writer(&mut out, &file).expect("a manifest always serializes");
+    out
 }
 
 /// Parses a manifest object.
@@ -237,6 +272,10 @@ pub struct Scan {
 
 /// Lists the regular files of a dataset in the workspace. `Ok(None)` if
 /// nothing is at `abs`.
+///
+/// Directories are listed in parallel, and each file is `lstat`ed relative
+/// to its open directory (`statx` on the directory's descriptor), not by
+/// its full path.
 pub fn scan(abs: &Path) -> Result<Option<Scan>> {
     let meta = match fs::symlink_metadata(abs) {
         Ok(m) => m,
@@ -261,30 +300,49 @@ pub fn scan(abs: &Path) -> Result<Option<Scan>> {
             reason: "not a regular file or directory".into(),
         });
     }
-    for entry in walkdir::WalkDir::new(abs).sort_by_file_name() {
-        let entry = entry.map_err(|e| {
-            let path = e.path().unwrap_or(abs).to_path_buf();
-            StoreError::io("listing", path)(e.into())
-        })?;
-        let ft = entry.file_type();
-        if ft.is_dir() {
-            continue;
-        }
-        let rel_path = entry.path().strip_prefix(abs).unwrap_or(entry.path());
-        let Some(rel) = rel_path.to_str().map(str::to_string) else {
+    scan_dir(abs, "", &mut scan)?;
+    // Sorted by the path string: the order manifests are written and
+    // checked in.
+    scan.files.par_sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
+    scan.skipped.sort();
+    Ok(Some(scan))
+}
+
+/// Adds the files below `dir` (at `rel` in the dataset) to `out`,
+/// listing its subdirectories in parallel.
+fn scan_dir(dir: &Path, rel: &str, out: &mut Scan) -> Result<()> {
+    let listing = fs::read_dir(dir).map_err(StoreError::io("listing", dir))?;
+    let mut subdirs = Vec::new();
+    for entry in listing {
+        let entry = entry.map_err(StoreError::io("listing", dir))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
             // A lossy name would be restored under another name.
-            scan.skipped.push((
-                rel_path.to_string_lossy().into_owned(),
+            out.skipped.push((
+                join_rel(rel, &name.to_string_lossy()),
                 "name is not valid UTF-8",
             ));
             continue;
         };
-        if is_keel_temp(&rel) {
+        let child = join_rel(rel, name);
+        if name.contains('\\') {
+            // Manifests use `/` paths and refuse backslashes (a Windows separator).
+            out.skipped.push((child, "name contains a backslash"));
+            continue;
+        }
+        let ft = entry
+            .file_type()
+            .map_err(|e| StoreError::io("reading", entry.path())(e))?;
+        if ft.is_dir() {
+            subdirs.push((entry.path(), child));
+            continue;
+        }
+        if is_keel_temp(&child) {
             continue;
         }
         if !ft.is_file() {
-            scan.skipped.push((
-                rel,
+            out.skipped.push((
+                child,
                 if ft.is_symlink() {
                     "symbolic link"
                 } else {
@@ -293,16 +351,39 @@ pub fn scan(abs: &Path) -> Result<Option<Scan>> {
             ));
             continue;
         }
-        let meta = entry
-            .metadata()
-            .map_err(|e| StoreError::io("reading", entry.path())(e.into()))?;
-        scan.files.push(Found {
-            rel,
-            abs: entry.path().to_path_buf(),
+        let meta = match entry.metadata() {
+            Ok(m) => m,
+            // Deleted since the listing: it is not part of the dataset.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(StoreError::io("reading", entry.path())(e)),
+        };
+        out.files.push(Found {
+            rel: child,
+            abs: entry.path(),
             meta,
         });
     }
-    Ok(Some(scan))
+    let below: Vec<Result<Scan>> = subdirs
+        .into_par_iter()
+        .map(|(path, rel)| {
+            let mut sub = Scan::default();
+            scan_dir(&path, &rel, &mut sub).map(|()| sub)
+        })
+        .collect();
+    for sub in below {
+        let sub = sub?;
+        out.files.extend(sub.files);
+        out.skipped.extend(sub.skipped);
+    }
+    Ok(())
+}
+
+fn join_rel(rel: &str, name: &str) -> String {
+    if rel.is_empty() {
+        name.to_string()
+    } else {
+        format!("{rel}/{name}")
+    }
 }
 
 fn is_keel_temp(rel: &str) -> bool {
@@ -324,10 +405,13 @@ pub fn mtime_ns(meta: &fs::Metadata) -> i128 {
 /// had when it was last hashed. A file whose stat still matches is not
 /// read again. Machine-local (inodes mean nothing elsewhere), so it lives
 /// in `.keel/state/`, never in the shared DB.
+///
+/// The file is binary (see [`StatCache::save`]): loading 100,000 entries
+/// must cost a few milliseconds, not a parse of decimal and hex text.
 #[derive(Debug, Default)]
 pub struct StatCache {
     written_ns: i128,
-    entries: BTreeMap<String, CacheEntry>,
+    entries: HashMap<String, CacheEntry>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -338,6 +422,11 @@ struct CacheEntry {
     ctime_ns: i128,
     ino: u64,
 }
+
+/// The first bytes of a stat cache file (format 3: binary).
+const STAT_MAGIC: &[u8; 12] = b"keel-stat 3\n";
+/// hash, size, mtime, ctime, inode, path length.
+const STAT_FIXED: usize = 32 + 8 + 16 + 16 + 8 + 4;
 
 fn ctime_ns(meta: &fs::Metadata) -> i128 {
     i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec())
@@ -352,54 +441,63 @@ pub fn now_ns() -> i128 {
         .unwrap_or(0)
 }
 
+/// Splits `n` bytes off the front of `buf`.
+fn take<'a>(buf: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    if buf.len() < n {
+        return None;
+    }
+    let (head, rest) = buf.split_at(n);
+    *buf = rest;
+    Some(head)
+}
+
+fn take_array<const N: usize>(buf: &mut &[u8]) -> Option<[u8; N]> {
+    take(buf, N)?.try_into().ok()
+}
+
 impl StatCache {
     fn file(state_dir: &Path, dataset: &DatasetPath) -> PathBuf {
         state_dir.join(ObjectHash::of_bytes(dataset.as_str().as_bytes()).short(32))
     }
 
-    /// Loads a dataset's cache; empty if missing or unreadable (it is only
-    /// a cache).
+    /// Loads a dataset's cache; empty if missing, unreadable or of an older
+    /// format (it is only a cache: the files are hashed again).
     pub fn load(state_dir: &Path, dataset: &DatasetPath) -> StatCache {
-        let Ok(text) = fs::read_to_string(Self::file(state_dir, dataset)) else {
+        let Ok(bytes) = fs::read(Self::file(state_dir, dataset)) else {
             return StatCache::default();
         };
-        let mut lines = text.lines();
-        let written_ns = lines
-            .next()
-            .and_then(|h| h.strip_prefix("#keel-stat 2 "))
-            .and_then(|t| t.parse().ok());
-        let Some(written_ns) = written_ns else {
-            return StatCache::default();
-        };
-        let mut entries = BTreeMap::new();
-        for line in lines {
-            let mut f = line.splitn(6, '\t');
-            let parsed = (|| {
-                let hash = f.next()?.parse().ok()?;
-                let size = f.next()?.parse().ok()?;
-                let mtime_ns = f.next()?.parse().ok()?;
-                let ctime_ns = f.next()?.parse().ok()?;
-                let ino = f.next()?.parse().ok()?;
-                let path = f.next()?.to_string();
-                Some((
-                    path,
-                    CacheEntry {
-                        hash,
-                        size,
-                        mtime_ns,
-                        ctime_ns,
-                        ino,
-                    },
-                ))
-            })();
-            if let Some((path, e)) = parsed {
-                entries.insert(path, e);
-            }
+        Self::decode(&bytes).unwrap_or_default()
+    }
+
+    fn decode(bytes: &[u8]) -> Option<StatCache> {
+        let mut buf = bytes.strip_prefix(STAT_MAGIC.as_slice())?;
+        let written_ns = i128::from_le_bytes(take_array(&mut buf)?);
+        let count = u64::from_le_bytes(take_array(&mut buf)?);
+        // Bounded by what the file can hold, whatever the header says.
+        let mut entries = HashMap::with_capacity((count as usize).min(buf.len() / STAT_FIXED));
+        for _ in 0..count {
+            let hash = ObjectHash::from_bytes(take_array(&mut buf)?);
+            let size = u64::from_le_bytes(take_array(&mut buf)?);
+            let mtime_ns = i128::from_le_bytes(take_array(&mut buf)?);
+            let ctime_ns = i128::from_le_bytes(take_array(&mut buf)?);
+            let ino = u64::from_le_bytes(take_array(&mut buf)?);
+            let len = u32::from_le_bytes(take_array(&mut buf)?) as usize;
+            let path = std::str::from_utf8(take(&mut buf, len)?).ok()?;
+            entries.insert(
+                path.to_string(),
+                CacheEntry {
+                    hash,
+                    size,
+                    mtime_ns,
+                    ctime_ns,
+                    ino,
+                },
+            );
         }
-        StatCache {
+        buf.is_empty().then_some(StatCache {
             written_ns,
             entries,
-        }
+        })
     }
 
     /// The cached hash of a file, if its stat (size, mtime, ctime, inode)
@@ -440,25 +538,63 @@ impl StatCache {
     /// Saves the cache atomically. `scan_started_ns` is when the scan whose
     /// stats it holds began (see [`now_ns`]): entries modified close to or
     /// after it are not trusted later.
+    ///
+    /// Layout (little-endian): [`STAT_MAGIC`], the scan time (i128), the
+    /// entry count (u64), then per entry the hash (32 bytes), size (u64),
+    /// mtime and ctime (i128 ns), inode (u64), path length (u32) and path.
     pub fn save(
         &self,
         state_dir: &Path,
         dataset: &DatasetPath,
         scan_started_ns: i128,
     ) -> Result<()> {
-        use std::fmt::Write;
-        let mut out = String::with_capacity(self.entries.len() * 140);
-        let _ = writeln!(out, "#keel-stat 2 {scan_started_ns}");
+        let paths: usize = self.entries.keys().map(String::len).sum();
+        let mut out = Vec::with_capacity(40 + self.entries.len() * STAT_FIXED + paths);
+        out.extend_from_slice(STAT_MAGIC);
+        out.extend_from_slice(&scan_started_ns.to_le_bytes());
+        out.extend_from_slice(&(self.entries.len() as u64).to_le_bytes());
         for (path, e) in &self.entries {
-            if path.contains('\n') {
-                continue;
-            }
-            let _ = writeln!(
-                out,
-                "{}\t{}\t{}\t{}\t{}\t{}",
-                e.hash, e.size, e.mtime_ns, e.ctime_ns, e.ino, path
-            );
+            out.extend_from_slice(e.hash.as_bytes());
+            out.extend_from_slice(&e.size.to_le_bytes());
+            out.extend_from_slice(&e.mtime_ns.to_le_bytes());
+            out.extend_from_slice(&e.ctime_ns.to_le_bytes());
+            out.extend_from_slice(&e.ino.to_le_bytes());
+            out.extend_from_slice(&(path.len() as u32).to_le_bytes());
+            out.extend_from_slice(path.as_bytes());
         }
-        write_atomic(&Self::file(state_dir, dataset), out.as_bytes())
+        write_atomic(&Self::file(state_dir, dataset), &out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The manifest bytes are the version's identity: the encoding must not
+    /// drift (field order, escaping, `x` only when set).
+    #[test]
+    fn manifest_bytes_are_stable() {
+        let a = ObjectHash::of_bytes(b"a");
+        let b = ObjectHash::of_bytes(b"b");
+        let entries = vec![
+            Entry {
+                path: "d/\"q\" é\t.csv".into(),
+                hash: a,
+                size: 3,
+                exec: false,
+            },
+            Entry {
+                path: "run.sh".into(),
+                hash: b,
+                size: 0,
+                exec: true,
+            },
+        ];
+        let bytes = encode_manifest(&entries);
+        let expected = format!(
+            r#"{{"keel_manifest":1,"entries":[{{"p":"d/\"q\" é\t.csv","h":"{a}","s":3}},{{"p":"run.sh","h":"{b}","s":0,"x":true}}]}}"#
+        );
+        assert_eq!(String::from_utf8(bytes.clone()).unwrap(), expected);
+        assert_eq!(decode_manifest(&a, &bytes).unwrap(), entries);
     }
 }
