@@ -2,5 +2,6 @@
 
 mod data;
 mod demo;
+mod pipeline;
 mod tracking;
 mod util;
