@@ -45,6 +45,10 @@ pub struct KeelStore {
     store: Store,
     rt: tokio::runtime::Runtime,
     tracking: Mutex<Tracking>,
+    /// Run-cache entries read ahead by [`RunCache::prefetch`]: cache key →
+    /// (job, run id, outputs JSON, created at). One query for a whole run
+    /// instead of one per job.
+    prefetched: Mutex<HashMap<String, (String, String, String, i64)>>,
     /// Runs begun whose `pipeline_runs` row is not written yet, by run id.
     /// Held (and the row written) by the first job that executes a script.
     pending: Mutex<HashMap<String, PipelineRecord>>,
@@ -157,14 +161,17 @@ enum Arg {
 }
 
 /// `INSERT INTO {table} VALUES (…), (…){tail}` for `rows` (all of one
-/// width), in chunks that stay far below both engines' bind limits.
+/// width), in chunks of a few hundred binds.
 async fn insert_rows(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     table: &str,
     tail: &str,
     rows: Vec<Vec<Arg>>,
 ) -> std::result::Result<(), sqlx::Error> {
-    const MAX_BINDS: usize = 900;
+    // SQLite looks bound parameters up by a linear scan, so a statement
+    // with n binds costs O(n²): a few hundred per statement is the sweet
+    // spot.
+    const MAX_BINDS: usize = 240;
     let Some(width) = rows.first().map(Vec::len) else {
         return Ok(());
     };
@@ -222,6 +229,7 @@ impl KeelStore {
             store,
             rt,
             tracking: Mutex::new(Tracking::default()),
+            prefetched: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
         })
     }
@@ -465,7 +473,61 @@ impl OutputStore for KeelStore {
 }
 
 impl RunCache for KeelStore {
+    fn prefetch(&self, jobs: &[&str]) -> Result<()> {
+        let pool = self.store.db.pool();
+        let mut found = HashMap::new();
+        for chunk in jobs.chunks(200) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT cache_key, job, run_id, outputs, created_at FROM pipeline_cache
+                 WHERE job IN ({})",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for j in chunk {
+                q = q.bind(j.to_string());
+            }
+            let rows = self
+                .rt
+                .block_on(q.fetch_all(pool))
+                .map_err(db_err("reading the run-cache"))?;
+            let err = db_err("reading the run-cache");
+            for r in rows {
+                found.insert(
+                    r.try_get::<String, _>(0).map_err(&err)?,
+                    (
+                        r.try_get(1).map_err(&err)?,
+                        r.try_get(2).map_err(&err)?,
+                        r.try_get(3).map_err(&err)?,
+                        r.try_get(4).map_err(&err)?,
+                    ),
+                );
+            }
+        }
+        if let Ok(mut p) = self.prefetched.lock() {
+            *p = found;
+        }
+        Ok(())
+    }
+
     fn get(&self, key: &ObjectHash) -> Result<Option<CacheEntry>> {
+        let hex = key.to_string();
+        let ahead = self
+            .prefetched
+            .lock()
+            .ok()
+            .and_then(|p| p.get(&hex).cloned());
+        if let Some((job, run_id, outputs, created_at)) = ahead {
+            return Ok(Some(CacheEntry {
+                key: hex,
+                job,
+                run_id,
+                outputs: serde_json::from_str(&outputs).map_err(|e| Error::Store(e.to_string()))?,
+                created_at_ms: created_at as u64,
+            }));
+        }
+        // Not read ahead: an entry another job instance (or another run)
+        // wrote, or no entry at all.
         let pool = self.store.db.pool();
         let row = self
             .rt
