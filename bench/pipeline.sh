@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Pipeline benchmark: a 100-job no-op DAG run by `keel run` and by
-# `dvc repro` on the equivalent dvc.yaml.
+# Pipeline benchmark: a 100-job no-op DAG run by `keel run` (release build,
+# in a `keel init` project: outs in the object store, lineage and run-cache
+# in SQLite, tracking API for executed jobs) and by `dvc repro` on the
+# equivalent dvc.yaml.
 #
 #   bench/pipeline.sh            # builds keel (release) if $KEEL is unset
 #   KEEL=target/debug/keel bench/pipeline.sh
@@ -82,18 +84,23 @@ echo "workdir: $WORK"
 echo "keel:    $KEEL"
 K="$WORK/keel"
 make_project "$K"
-(cd "$K" && git init -q && git add -A && git -c user.email=b@b -c user.name=b commit -qm init)
+(cd "$K" && git init -q && "$KEEL" init >/dev/null && git add -A && git -c user.email=b@b -c user.name=b commit -qm init)
+[[ -f "$K/.keel/keel.db" ]] || { echo "keel init made no .keel/keel.db"; exit 1; }
 
 k_cold=$(timed k_cold "$KEEL" -C "$K" run -j "$JOBS")
 k_cached=$(timed k_cached "$KEEL" -C "$K" run -j "$JOBS")
 k_cached2=$(timed k_cached2 "$KEEL" -C "$K" run -j "$JOBS")
+k_cached3=$(timed k_cached3 "$KEEL" -C "$K" run -j "$JOBS")
 rm -rf "$K/out"
 k_restore=$(timed k_restore "$KEEL" -C "$K" run -j "$JOBS")
 echo "changed" >>"$K/src/in_3.txt"
 k_one=$(timed k_one "$KEEL" -C "$K" run -j "$JOBS")
-grep -q "100 jobs, 100 cached" "$WORK/k_cached.out" || { echo "keel rerun was not fully cached"; tail "$WORK/k_cached.out"; exit 1; }
+for r in k_cached k_cached2 k_cached3 k_restore; do
+  grep -q "100 jobs, 100 cached" "$WORK/$r.out" || { echo "keel $r was not fully cached"; tail "$WORK/$r.out"; exit 1; }
+done
 grep -q "100 jobs, 90 cached" "$WORK/k_one.out" || { echo "keel: expected exactly 10 jobs to rerun"; tail "$WORK/k_one.out"; exit 1; }
-k_cached_best=$(( k_cached < k_cached2 ? k_cached : k_cached2 ))
+# Median of three: the machine is shared and noisy.
+k_cached_med=$(printf '%s\n' "$k_cached" "$k_cached2" "$k_cached3" | sort -n | sed -n 2p)
 
 d_cold=- d_cached=- d_restore=- d_one=- dvc_version=skipped
 if [[ -z "${NO_DVC:-}" ]]; then
@@ -121,10 +128,11 @@ fi
 
 per() { [[ "$1" == - ]] && echo - || python3 -c "print(f'{$1/$N:.1f}')"; }
 ratio() { [[ "$2" == - ]] && echo - || python3 -c "print(f'{$2/max($1,1):.0f}x')"; }
-printf '\n%-34s %12s %12s %8s\n' "100-job no-op DAG (-j $JOBS)" "keel (ms)" "dvc (ms)" "dvc/keel"
-printf '%-34s %12s %12s %8s\n' "cold run" "$k_cold" "$d_cold" "$(ratio "$k_cold" "$d_cold")"
-printf '%-34s %12s %12s %8s\n' "  per job" "$(per "$k_cold")" "$(per "$d_cold")" ""
-printf '%-34s %12s %12s %8s\n' "fully cached rerun (best of 2)" "$k_cached_best" "$d_cached" "$(ratio "$k_cached_best" "$d_cached")"
-printf '%-34s %12s %12s %8s\n' "outs deleted: restore from cache" "$k_restore" "$d_restore" "$(ratio "$k_restore" "$d_restore")"
-printf '%-34s %12s %12s %8s\n' "one input changed (10 jobs rerun)" "$k_one" "$d_one" "$(ratio "$k_one" "$d_one")"
+printf '\n%-40s %12s %12s %8s\n' "100-job no-op DAG (-j $JOBS)" "keel (ms)" "dvc (ms)" "dvc/keel"
+printf '%-40s %12s %12s %8s\n' "cold run" "$k_cold" "$d_cold" "$(ratio "$k_cold" "$d_cold")"
+printf '%-40s %12s %12s %8s\n' "  per job" "$(per "$k_cold")" "$(per "$d_cold")" ""
+printf '%-40s %12s %12s %8s\n' "fully cached rerun (keel: median of 3)" "$k_cached_med" "$d_cached" "$(ratio "$k_cached_med" "$d_cached")"
+printf '%-40s %12s %12s %8s\n' "outs deleted: restore from cache" "$k_restore" "$d_restore" "$(ratio "$k_restore" "$d_restore")"
+printf '%-40s %12s %12s %8s\n' "one input changed (10 jobs rerun)" "$k_one" "$d_one" "$(ratio "$k_one" "$d_one")"
+echo "keel cached reruns: $k_cached, $k_cached2, $k_cached3 ms"
 echo "dvc: $dvc_version; machine: $(nproc) cores"

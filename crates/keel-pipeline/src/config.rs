@@ -162,6 +162,64 @@ pub struct Rule {
     pub needs: Option<Vec<Need>>,
 }
 
+/// `only` / `except`, the keywords `rules` replaced. `only` adds the job
+/// when every key given matches (each key: any of its entries); `except`
+/// removes it when any key given matches.
+#[derive(Debug, Clone)]
+pub struct OnlyExcept {
+    /// Where the keyword's value is.
+    pub pos: Pos,
+    /// `refs` (or the plain list form).
+    pub refs: Option<Vec<RefPattern>>,
+    /// `variables`: expressions, parsed, with their text.
+    pub variables: Option<Vec<(Expr, String)>>,
+    /// `changes`.
+    pub changes: Option<Changes>,
+}
+
+/// One entry of `only:refs` / `except:refs`.
+#[derive(Debug, Clone)]
+pub enum RefPattern {
+    /// A keyword: `branches`, `tags`, `pushes`, `merge_requests`, …
+    Keyword(String),
+    /// A ref name, matched exactly.
+    Name(String),
+    /// `/regex/`, matched against the ref name.
+    Regex(Expr, String),
+}
+
+/// The `only:refs` keywords GitLab defines.
+const REF_KEYWORDS: &[&str] = &[
+    "api",
+    "branches",
+    "chat",
+    "external",
+    "external_pull_requests",
+    "merge_requests",
+    "pipelines",
+    "pushes",
+    "schedules",
+    "tags",
+    "triggers",
+    "web",
+];
+
+impl RefPattern {
+    fn parse(text: &str) -> std::result::Result<RefPattern, String> {
+        if REF_KEYWORDS.contains(&text) {
+            return Ok(RefPattern::Keyword(text.to_string()));
+        }
+        if text.starts_with('/') {
+            let e = Expr::parse(&format!("$CI_COMMIT_REF_NAME =~ {text}"))?;
+            return Ok(RefPattern::Regex(e, text.to_string()));
+        }
+        // `ref@group/project` restricts to one project; locally there is
+        // only this one.
+        let name = text.split_once('@').map_or(text, |(r, _)| r);
+        Ok(RefPattern::Name(name.to_string()))
+    }
+}
+
 /// `inherit:variables` / `inherit:default`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inherit {
@@ -212,6 +270,10 @@ pub struct JobDef {
     pub dependencies: Option<Vec<(String, Pos)>>,
     /// `rules`, if given.
     pub rules: Option<Vec<Rule>>,
+    /// `only`, if given.
+    pub only: Option<OnlyExcept>,
+    /// `except`, if given.
+    pub except: Option<OnlyExcept>,
     /// Job-level `when`.
     pub when: When,
     /// Job-level `allow_failure`, if given.
@@ -287,6 +349,8 @@ const JOB_KEYS: &[&str] = &[
     "needs",
     "dependencies",
     "rules",
+    "only",
+    "except",
     "when",
     "allow_failure",
     "retry",
@@ -316,8 +380,6 @@ const IGNORED_JOB_KEYS: &[&str] = &[
     "publish",
     "manual_confirmation",
     "inputs",
-    "only",
-    "except",
     "!reference",
 ];
 
@@ -1207,6 +1269,101 @@ fn parse_parallel(n: &Node, key: &str) -> Result<(Parallel, Pos)> {
     Ok((Parallel::Matrix(out), n.pos.clone()))
 }
 
+/// `changes` of a rule or of `only`/`except`: a list of globs, or
+/// `{paths, compare_to}`.
+fn parse_changes(n: &Node, k: &str) -> Result<Changes> {
+    let Value::Map(m) = &n.value else {
+        return Ok(Changes {
+            paths: strings(n, k)?,
+            compare_to: None,
+        });
+    };
+    let mut c = Changes {
+        paths: Vec::new(),
+        compare_to: None,
+    };
+    for f in m {
+        match f.key.as_str() {
+            "paths" => c.paths = strings(&f.value, &format!("{k}.paths"))?,
+            "compare_to" => c.compare_to = f.value.as_str().map(str::to_string),
+            _ => {
+                return Err(Error::config(
+                    &f.key_pos,
+                    format!("{k}.{}", f.key),
+                    "unknown key in `changes`",
+                ))
+            }
+        }
+    }
+    Ok(c)
+}
+
+/// `only` or `except` (the pre-`rules` keywords): a list of refs, or
+/// `{refs, variables, changes, kubernetes}`.
+fn parse_only_except(n: &Node, k: &str, loader: &mut Loader) -> Result<OnlyExcept> {
+    let mut out = OnlyExcept {
+        pos: n.pos.clone(),
+        refs: None,
+        variables: None,
+        changes: None,
+    };
+    let refs_of = |n: &Node, k: &str| -> Result<Vec<RefPattern>> {
+        let items = match &n.value {
+            Value::Seq(items) => items.as_slice(),
+            _ => std::slice::from_ref(n),
+        };
+        items
+            .iter()
+            .map(|i| {
+                let text = i.as_str().ok_or_else(|| {
+                    Error::config(
+                        &i.pos,
+                        k,
+                        format!("refs must be strings, found {}", i.type_name()),
+                    )
+                })?;
+                RefPattern::parse(text)
+                    .map_err(|m| Error::config(&i.pos, k, format!("{text:?}: {m}")))
+            })
+            .collect()
+    };
+    let Value::Map(m) = &n.value else {
+        out.refs = Some(refs_of(n, k)?);
+        return Ok(out);
+    };
+    for e in m {
+        let key = format!("{k}.{}", e.key);
+        match e.key.as_str() {
+            "refs" => out.refs = Some(refs_of(&e.value, &key)?),
+            "variables" => {
+                let texts = strings(&e.value, &key)?;
+                let mut exprs = Vec::new();
+                for t in texts {
+                    let expr = Expr::parse(&t).map_err(|m| {
+                        Error::config(&e.value.pos, &key, format!("invalid expression {t:?}: {m}"))
+                    })?;
+                    exprs.push((expr, t));
+                }
+                out.variables = Some(exprs);
+            }
+            "changes" => out.changes = Some(parse_changes(&e.value, &key)?),
+            "kubernetes" => loader.warn_once(
+                &format!("{}:kubernetes", e.key_pos.file.display()),
+                &e.key_pos,
+                format!("`{key}` is not evaluated locally; treated as matching"),
+            ),
+            _ => {
+                return Err(Error::config(
+                    &e.key_pos,
+                    &key,
+                    "unknown key (expected refs, variables, changes or kubernetes)",
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn parse_rules(n: &Node, key: &str, workflow: bool) -> Result<Vec<Rule>> {
     let items = n
         .as_seq()
@@ -1249,36 +1406,7 @@ fn parse_rules(n: &Node, key: &str, workflow: bool) -> Result<Vec<Rule>> {
                     })?;
                     rule.if_ = Some((expr, text.to_string()));
                 }
-                "changes" => {
-                    rule.changes = Some(match &e.value.value {
-                        Value::Map(m) => {
-                            let mut c = Changes {
-                                paths: Vec::new(),
-                                compare_to: None,
-                            };
-                            for f in m {
-                                match f.key.as_str() {
-                                    "paths" => c.paths = strings(&f.value, &format!("{k}.paths"))?,
-                                    "compare_to" => {
-                                        c.compare_to = f.value.as_str().map(str::to_string)
-                                    }
-                                    _ => {
-                                        return Err(Error::config(
-                                            &f.key_pos,
-                                            format!("{k}.{}", f.key),
-                                            "unknown key in `changes`",
-                                        ))
-                                    }
-                                }
-                            }
-                            c
-                        }
-                        _ => Changes {
-                            paths: strings(&e.value, &k)?,
-                            compare_to: None,
-                        },
-                    })
-                }
+                "changes" => rule.changes = Some(parse_changes(&e.value, &k)?),
                 "exists" => {
                     rule.exists = Some(match e.value.get("paths") {
                         Some(p) => strings(p, &format!("{k}.paths"))?,
@@ -1507,6 +1635,25 @@ fn parse_job(
         .get("rules")
         .map(|r| parse_rules(r, &k("rules"), false))
         .transpose()?;
+    let only = node
+        .get("only")
+        .map(|n| parse_only_except(n, &k("only"), loader))
+        .transpose()?;
+    let except = node
+        .get("except")
+        .map(|n| parse_only_except(n, &k("except"), loader))
+        .transpose()?;
+    if rules.is_some() {
+        for (word, given) in [("only", &only), ("except", &except)] {
+            if let Some(oe) = given {
+                return Err(Error::config(
+                    &oe.pos,
+                    k(word),
+                    format!("`{word}` cannot be used with `rules` (GitLab rejects the file)"),
+                ));
+            }
+        }
+    }
     let when = node
         .get("when")
         .map(|w| When::parse(w, &k("when")))
@@ -1592,6 +1739,8 @@ fn parse_job(
         needs,
         dependencies,
         rules,
+        only,
+        except,
         when,
         allow_failure,
         retry,

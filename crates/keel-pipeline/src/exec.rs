@@ -1059,6 +1059,15 @@ pub fn run(runner: &Runner<'_>, opts: &ExecOptions) -> Result<RunSummary> {
         ManualJobs::All => true,
         ManualJobs::Named(names) => names.iter().any(|x| *x == j.name || *x == j.base),
     };
+    if !opts.force {
+        let cacheable: Vec<&str> = (0..n)
+            .filter(|&i| selected[i] && p.jobs[i].keel.is_some())
+            .map(|i| p.jobs[i].name.as_str())
+            .collect();
+        if !cacheable.is_empty() {
+            runner.cache.prefetch(&cacheable)?;
+        }
+    }
     let needs_params = p
         .jobs
         .iter()

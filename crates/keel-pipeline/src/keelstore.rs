@@ -6,12 +6,14 @@
 //! Directory outs are stored as one object per file plus the directory's
 //! manifest ([`crate::hash::manifest_bytes`]) as an object of its own, so a
 //! directory's hash is the same here as in [`crate::store::FileStore`].
-//! Job records are written in one transaction when the run finishes, which
-//! keeps a fully cached 100-job rerun at one commit.
+//! The run and its job records are written in one transaction when the run
+//! finishes, which keeps a fully cached 100-job rerun at one commit; a run
+//! whose scripts execute gets its `running` row before the first script
+//! starts, so an interrupted run leaves a trace.
 //!
-//! With a tracking URI set ([`KeelStore::set_tracking_uri`], the address of
-//! a keel tracking server on the same store), pipeline runs also show up as
-//! MLflow experiments and runs: one experiment per pipeline file
+//! With a tracking server set ([`KeelStore::set_tracking_server`], started
+//! on first use: a fully cached run never starts it), pipeline runs also
+//! show up as MLflow experiments and runs: one experiment per pipeline file
 //! (`pipeline:<file>`), one tracking run per executed job (named after the
 //! job, tagged `keel.pipeline_run`, `keel.job`,
 //! `mlflow.source.git.commit`, with its `.keel` params and matrix
@@ -43,13 +45,31 @@ pub struct KeelStore {
     store: Store,
     rt: tokio::runtime::Runtime,
     tracking: Mutex<Tracking>,
+    /// Run-cache entries read ahead by [`RunCache::prefetch`]: cache key →
+    /// (job, run id, outputs JSON, created at). One query for a whole run
+    /// instead of one per job.
+    prefetched: Mutex<HashMap<String, (String, String, String, i64)>>,
+    /// Runs begun whose `pipeline_runs` row is not written yet, by run id.
+    /// Held (and the row written) by the first job that executes a script.
+    pending: Mutex<HashMap<String, PipelineRecord>>,
 }
 
-/// MLflow tracking state: the server's URI, and per pipeline run its
-/// experiment and the tracking run of each job that started.
+/// Starts a tracking server on this store and returns its base URI
+/// (`http://host:port`). Called at most once, when the first job executes.
+pub type TrackingStarter = Box<dyn FnOnce(&KeelStore) -> Result<String> + Send>;
+
+/// MLflow tracking state: the server (to start, started or failed), and per
+/// pipeline run its experiment and the tracking run of each job that
+/// started.
 #[derive(Default)]
 struct Tracking {
+    starter: Option<TrackingStarter>,
     uri: Option<String>,
+    /// Why the server could not start (every later job fails with it too).
+    failed: Option<String>,
+    /// Pipeline run id → (pipeline file, git commit), until its experiment
+    /// is needed.
+    files: HashMap<String, (String, Option<String>)>,
     /// Pipeline run id → (experiment id, git commit).
     runs: HashMap<String, (i64, Option<String>)>,
     /// (pipeline run id, job) → tracking run id.
@@ -132,6 +152,61 @@ fn json<T: serde::Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| Error::Store(e.to_string()))
 }
 
+/// A value bound into a multi-row INSERT.
+enum Arg {
+    Text(String),
+    OptText(Option<String>),
+    Int(Option<i64>),
+    Real(f64),
+}
+
+/// `INSERT INTO {table} VALUES (…), (…){tail}` for `rows` (all of one
+/// width), in chunks of a few hundred binds.
+async fn insert_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    table: &str,
+    tail: &str,
+    rows: Vec<Vec<Arg>>,
+) -> std::result::Result<(), sqlx::Error> {
+    // SQLite looks bound parameters up by a linear scan, so a statement
+    // with n binds costs O(n²): a few hundred per statement is the sweet
+    // spot.
+    const MAX_BINDS: usize = 240;
+    let Some(width) = rows.first().map(Vec::len) else {
+        return Ok(());
+    };
+    let per_chunk = (MAX_BINDS / width).max(1);
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<Vec<Arg>> = rows.by_ref().take(per_chunk).collect();
+        let mut sql = format!("INSERT INTO {table} VALUES ");
+        let mut n = 0;
+        for (i, _) in chunk.iter().enumerate() {
+            sql.push_str(if i == 0 { "(" } else { ", (" });
+            for c in 0..width {
+                n += 1;
+                if c > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("${n}"));
+            }
+            sql.push(')');
+        }
+        sql.push_str(tail);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for arg in chunk.into_iter().flatten() {
+            q = match arg {
+                Arg::Text(v) => q.bind(v),
+                Arg::OptText(v) => q.bind(v),
+                Arg::Int(v) => q.bind(v),
+                Arg::Real(v) => q.bind(v),
+            };
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 fn kind_str(k: Kind) -> &'static str {
     match k {
         Kind::File => "file",
@@ -154,6 +229,8 @@ impl KeelStore {
             store,
             rt,
             tracking: Mutex::new(Tracking::default()),
+            prefetched: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
         })
     }
 
@@ -168,17 +245,87 @@ impl KeelStore {
         self.rt.block_on(f)
     }
 
-    /// Records runs and jobs as MLflow experiments and runs too, and
-    /// points jobs at the tracking server at `uri` (`http://host:port`),
-    /// which must serve this same store.
-    pub fn set_tracking_uri(&self, uri: &str) {
+    /// Records executed jobs as MLflow runs too, and points them at the
+    /// tracking server that `start` starts (on this same store) when the
+    /// first job executes a script. A run whose jobs are all cached, skipped
+    /// or manual never starts it.
+    pub fn set_tracking_server(&self, start: TrackingStarter) {
         if let Ok(mut t) = self.tracking.lock() {
-            t.uri = Some(uri.to_string());
+            t.starter = Some(start);
         }
     }
 
-    fn tracking_uri(&self) -> Option<String> {
-        self.tracking.lock().ok().and_then(|t| t.uri.clone())
+    /// The tracking server's URI and the run's experiment, starting the
+    /// server and creating the experiment on first use; `None` without a
+    /// tracking server. Jobs starting at once wait for one another here.
+    fn tracking_for(&self, run_id: &str) -> Result<Option<(String, i64, Option<String>)>> {
+        let mut t = self
+            .tracking
+            .lock()
+            .map_err(|_| Error::Store("tracking state poisoned by a panic".into()))?;
+        if let Some(e) = &t.failed {
+            return Err(Error::Store(e.clone()));
+        }
+        if t.uri.is_none() {
+            let Some(start) = t.starter.take() else {
+                return Ok(None);
+            };
+            match start(self) {
+                Ok(uri) => t.uri = Some(uri),
+                Err(e) => {
+                    let msg = format!("starting the tracking API for the pipeline's jobs: {e}");
+                    t.failed = Some(msg.clone());
+                    return Err(Error::Store(msg));
+                }
+            }
+        }
+        let uri = t.uri.clone().unwrap_or_default();
+        if let Some((id, commit)) = t.runs.get(run_id) {
+            return Ok(Some((uri, *id, commit.clone())));
+        }
+        let Some((file, commit)) = t.files.get(run_id).cloned() else {
+            return Ok(None);
+        };
+        let id = self
+            .rt
+            .block_on(experiment_for(&self.store, &format!("pipeline:{file}")))
+            .map_err(tracking_err)?;
+        t.runs.insert(run_id.to_string(), (id, commit.clone()));
+        Ok(Some((uri, id, commit)))
+    }
+
+    /// Writes the `running` row of a run begun but not yet recorded.
+    fn record_run_start(&self, run_id: &str) -> Result<()> {
+        let mut pending = self
+            .pending
+            .lock()
+            .map_err(|_| Error::Store("run state poisoned by a panic".into()))?;
+        // The lock is held while writing: a second job starting at once
+        // waits, then finds the row written.
+        let Some(run) = pending.get(run_id) else {
+            return Ok(());
+        };
+        let pool = self.store.db.pool();
+        self.rt
+            .block_on(
+                sqlx::query(
+                    "INSERT INTO pipeline_runs (run_id, file, started_at, finished_at, git_commit,
+                     git_branch, git_dirty, status, variables)
+                     VALUES ($1, $2, $3, NULL, $4, $5, $6, $7, $8)",
+                )
+                .bind(run.run_id.clone())
+                .bind(run.file.clone())
+                .bind(run.started_at_ms as i64)
+                .bind(run.git_commit.clone())
+                .bind(run.git_branch.clone())
+                .bind(i64::from(run.git_dirty))
+                .bind(run.status.clone())
+                .bind(json(&run.variables)?)
+                .execute(pool),
+            )
+            .map_err(db_err("recording the pipeline run"))?;
+        pending.remove(run_id);
+        Ok(())
     }
 
     /// Logs a finished job's metrics and ends its tracking run, if it has one.
@@ -326,7 +473,61 @@ impl OutputStore for KeelStore {
 }
 
 impl RunCache for KeelStore {
+    fn prefetch(&self, jobs: &[&str]) -> Result<()> {
+        let pool = self.store.db.pool();
+        let mut found = HashMap::new();
+        for chunk in jobs.chunks(200) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT cache_key, job, run_id, outputs, created_at FROM pipeline_cache
+                 WHERE job IN ({})",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for j in chunk {
+                q = q.bind(j.to_string());
+            }
+            let rows = self
+                .rt
+                .block_on(q.fetch_all(pool))
+                .map_err(db_err("reading the run-cache"))?;
+            let err = db_err("reading the run-cache");
+            for r in rows {
+                found.insert(
+                    r.try_get::<String, _>(0).map_err(&err)?,
+                    (
+                        r.try_get(1).map_err(&err)?,
+                        r.try_get(2).map_err(&err)?,
+                        r.try_get(3).map_err(&err)?,
+                        r.try_get(4).map_err(&err)?,
+                    ),
+                );
+            }
+        }
+        if let Ok(mut p) = self.prefetched.lock() {
+            *p = found;
+        }
+        Ok(())
+    }
+
     fn get(&self, key: &ObjectHash) -> Result<Option<CacheEntry>> {
+        let hex = key.to_string();
+        let ahead = self
+            .prefetched
+            .lock()
+            .ok()
+            .and_then(|p| p.get(&hex).cloned());
+        if let Some((job, run_id, outputs, created_at)) = ahead {
+            return Ok(Some(CacheEntry {
+                key: hex,
+                job,
+                run_id,
+                outputs: serde_json::from_str(&outputs).map_err(|e| Error::Store(e.to_string()))?,
+                created_at_ms: created_at as u64,
+            }));
+        }
+        // Not read ahead: an entry another job instance (or another run)
+        // wrote, or no entry at all.
         let pool = self.store.db.pool();
         let row = self
             .rt
@@ -371,35 +572,20 @@ impl RunCache for KeelStore {
 
 impl RunRecorder for KeelStore {
     fn begin_run(&self, run: &PipelineRecord) -> Result<()> {
-        let pool = self.store.db.pool();
-        self.rt
-            .block_on(
-                sqlx::query(
-                    "INSERT INTO pipeline_runs (run_id, file, started_at, finished_at, git_commit,
-                     git_branch, git_dirty, status, variables)
-                     VALUES ($1, $2, $3, NULL, $4, $5, $6, $7, $8)",
-                )
-                .bind(run.run_id.clone())
-                .bind(run.file.clone())
-                .bind(run.started_at_ms as i64)
-                .bind(run.git_commit.clone())
-                .bind(run.git_branch.clone())
-                .bind(i64::from(run.git_dirty))
-                .bind(run.status.clone())
-                .bind(json(&run.variables)?)
-                .execute(pool),
-            )
-            .map_err(db_err("recording the pipeline run"))?;
-        if self.tracking_uri().is_some() {
-            let name = format!("pipeline:{}", run.file);
-            let id = self
-                .rt
-                .block_on(experiment_for(&self.store, &name))
-                .map_err(tracking_err)?;
-            if let Ok(mut t) = self.tracking.lock() {
-                t.runs
-                    .insert(run.run_id.clone(), (id, run.git_commit.clone()));
-            }
+        // Nothing is written yet: a fully cached run is recorded in one
+        // transaction by finish_run; the first job that executes a script
+        // writes the `running` row (record_run_start).
+        let mut pending = self
+            .pending
+            .lock()
+            .map_err(|_| Error::Store("run state poisoned by a panic".into()))?;
+        pending.insert(run.run_id.clone(), run.clone());
+        drop(pending);
+        if let Ok(mut t) = self.tracking.lock() {
+            t.files.insert(
+                run.run_id.clone(),
+                (run.file.clone(), run.git_commit.clone()),
+            );
         }
         Ok(())
     }
@@ -409,15 +595,8 @@ impl RunRecorder for KeelStore {
             ("KEEL_RUN_ID".into(), run_id.to_string()),
             ("KEEL_JOB".into(), job.name.clone()),
         ];
-        let Some(uri) = self.tracking_uri() else {
-            return Ok(env);
-        };
-        let Some((experiment_id, commit)) = self
-            .tracking
-            .lock()
-            .ok()
-            .and_then(|t| t.runs.get(run_id).cloned())
-        else {
+        self.record_run_start(run_id)?;
+        let Some((uri, experiment_id, commit)) = self.tracking_for(run_id)? else {
             return Ok(env);
         };
         let mut tags = vec![
@@ -482,6 +661,7 @@ impl RunRecorder for KeelStore {
             .lock()
             .map(|mut t| {
                 t.runs.remove(&run.run_id);
+                t.files.remove(&run.run_id);
                 let keys: Vec<(String, String)> = t
                     .jobs
                     .keys()
@@ -500,76 +680,106 @@ impl RunRecorder for KeelStore {
                 None,
             ));
         }
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.remove(&run.run_id);
+        }
         let pool = self.store.db.pool();
         self.rt.block_on(async {
             let err = db_err("recording the pipeline's jobs");
             let mut tx = pool.begin().await.map_err(&err)?;
-            sqlx::query("UPDATE pipeline_runs SET status = $1, finished_at = $2 WHERE run_id = $3")
-                .bind(run.status.clone())
-                .bind(run.finished_at_ms.map(|t| t as i64))
-                .bind(run.run_id.clone())
-                .execute(&mut *tx)
-                .await
-                .map_err(&err)?;
+            // The row exists when a job executed (record_run_start).
+            sqlx::query(
+                "INSERT INTO pipeline_runs (run_id, file, started_at, finished_at, git_commit,
+                 git_branch, git_dirty, status, variables)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (run_id) DO UPDATE
+                 SET status = excluded.status, finished_at = excluded.finished_at",
+            )
+            .bind(run.run_id.clone())
+            .bind(run.file.clone())
+            .bind(run.started_at_ms as i64)
+            .bind(run.finished_at_ms.map(|t| t as i64))
+            .bind(run.git_commit.clone())
+            .bind(run.git_branch.clone())
+            .bind(i64::from(run.git_dirty))
+            .bind(run.status.clone())
+            .bind(json(&run.variables)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(&err)?;
+            // Multi-row INSERTs: a 100-job run is a handful of statements,
+            // not one per job, file and metric.
+            let mut jobs = Vec::with_capacity(run.jobs.len());
+            let mut files = Vec::new();
+            let mut metrics = Vec::new();
             for j in &run.jobs {
-                sqlx::query(
-                    "INSERT INTO pipeline_jobs (run_id, name, base, stage, status, cached,
-                     cache_key, exit_code, attempts, started_at, duration_ms, artifacts_digest,
-                     artifacts_expire_at, log, detail)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-                )
-                .bind(run.run_id.clone())
-                .bind(j.name.clone())
-                .bind(j.base.clone())
-                .bind(j.stage.clone())
-                .bind(j.status.clone())
-                .bind(i64::from(j.cached))
-                .bind(j.cache_key.clone())
-                .bind(j.exit_code.map(i64::from))
-                .bind(i64::from(j.attempts))
-                .bind(j.started_at_ms as i64)
-                .bind(j.duration_ms as i64)
-                .bind(j.artifacts_digest.clone())
-                .bind(j.artifacts_expire_at_ms.map(|t| t as i64))
-                .bind(j.log.clone())
-                .bind(json(j)?)
-                .execute(&mut *tx)
-                .await
-                .map_err(&err)?;
-                let files = j
+                jobs.push(vec![
+                    Arg::Text(run.run_id.clone()),
+                    Arg::Text(j.name.clone()),
+                    Arg::Text(j.base.clone()),
+                    Arg::Text(j.stage.clone()),
+                    Arg::Text(j.status.clone()),
+                    Arg::Int(Some(i64::from(j.cached))),
+                    Arg::OptText(j.cache_key.clone()),
+                    Arg::Int(j.exit_code.map(i64::from)),
+                    Arg::Int(Some(i64::from(j.attempts))),
+                    Arg::Int(Some(j.started_at_ms as i64)),
+                    Arg::Int(Some(j.duration_ms as i64)),
+                    Arg::OptText(j.artifacts_digest.clone()),
+                    Arg::Int(j.artifacts_expire_at_ms.map(|t| t as i64)),
+                    Arg::OptText(j.log.clone()),
+                    Arg::Text(json(j)?),
+                ]);
+                let io = j
                     .inputs
                     .iter()
                     .map(|f| ("in", f))
                     .chain(j.outputs.iter().map(|f| ("out", f)));
-                for (dir, f) in files {
-                    sqlx::query(
-                        "INSERT INTO pipeline_job_files (run_id, job, direction, path, kind, hash)
-                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-                    )
-                    .bind(run.run_id.clone())
-                    .bind(j.name.clone())
-                    .bind(dir)
-                    .bind(f.path.clone())
-                    .bind(kind_str(f.content.kind))
-                    .bind(f.content.hash.to_string())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(&err)?;
+                for (dir, f) in io {
+                    files.push(vec![
+                        Arg::Text(run.run_id.clone()),
+                        Arg::Text(j.name.clone()),
+                        Arg::Text(dir.to_string()),
+                        Arg::Text(f.path.clone()),
+                        Arg::Text(kind_str(f.content.kind).to_string()),
+                        Arg::Text(f.content.hash.to_string()),
+                    ]);
                 }
                 for (name, value) in &j.metrics {
-                    sqlx::query(
-                        "INSERT INTO pipeline_job_metrics (run_id, job, name, value)
-                         VALUES ($1, $2, $3, $4)",
-                    )
-                    .bind(run.run_id.clone())
-                    .bind(j.name.clone())
-                    .bind(name.clone())
-                    .bind(*value)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(&err)?;
+                    metrics.push(vec![
+                        Arg::Text(run.run_id.clone()),
+                        Arg::Text(j.name.clone()),
+                        Arg::Text(name.clone()),
+                        Arg::Real(*value),
+                    ]);
                 }
             }
+            insert_rows(
+                &mut tx,
+                "pipeline_jobs (run_id, name, base, stage, status, cached, cache_key, exit_code,
+                 attempts, started_at, duration_ms, artifacts_digest, artifacts_expire_at, log,
+                 detail)",
+                "",
+                jobs,
+            )
+            .await
+            .map_err(&err)?;
+            insert_rows(
+                &mut tx,
+                "pipeline_job_files (run_id, job, direction, path, kind, hash)",
+                " ON CONFLICT DO NOTHING",
+                files,
+            )
+            .await
+            .map_err(&err)?;
+            insert_rows(
+                &mut tx,
+                "pipeline_job_metrics (run_id, job, name, value)",
+                "",
+                metrics,
+            )
+            .await
+            .map_err(&err)?;
             tx.commit().await.map_err(&err)?;
             Ok(())
         })

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{
-    self, AllowFailure, Artifacts, Config, JobDef, Need, Parallel, Retry, Rule, VarDef, When,
+    self, AllowFailure, Artifacts, Changes, Config, JobDef, Need, OnlyExcept, Parallel, RefPattern,
+    Retry, Rule, VarDef, When,
 };
 use crate::error::{Error, Pos, Result, Warning};
 use crate::glob::Glob;
@@ -45,21 +46,43 @@ fn git(dir: &Path, args: &[&str]) -> Option<String> {
 }
 
 impl GitInfo {
-    /// Asks git about `dir` (two `git` calls; nothing if git is missing).
+    /// Asks git about `dir` (nothing if git is missing). The three `git`
+    /// calls run at once: each costs a process start, which dominates a
+    /// fully cached `keel run`.
     pub fn detect(dir: &Path) -> GitInfo {
         let mut info = GitInfo {
             default_branch: "main".into(),
             ..GitInfo::default()
         };
-        let Some(status) = git(
-            dir,
-            &[
-                "status",
-                "--porcelain=v2",
-                "--branch",
-                "--untracked-files=no",
-            ],
-        ) else {
+        let (status, message, default_branch) = std::thread::scope(|s| {
+            let message = s.spawn(|| {
+                git(
+                    dir,
+                    &["log", "-1", "--format=%s%x00", "--no-show-signature"],
+                )
+            });
+            let default_branch = s.spawn(|| {
+                git(
+                    dir,
+                    &["symbolic-ref", "--short", "refs/remotes/origin/HEAD"],
+                )
+            });
+            let status = git(
+                dir,
+                &[
+                    "status",
+                    "--porcelain=v2",
+                    "--branch",
+                    "--untracked-files=no",
+                ],
+            );
+            (
+                status,
+                message.join().ok().flatten(),
+                default_branch.join().ok().flatten(),
+            )
+        });
+        let Some(status) = status else {
             return info;
         };
         for line in status.lines() {
@@ -71,16 +94,10 @@ impl GitInfo {
                 info.dirty = true;
             }
         }
-        if let Some(out) = git(
-            dir,
-            &["log", "-1", "--format=%s%x00", "--no-show-signature"],
-        ) {
+        if let Some(out) = message {
             info.message = out.trim_end_matches('\0').to_string();
         }
-        if let Some(d) = git(
-            dir,
-            &["symbolic-ref", "--short", "refs/remotes/origin/HEAD"],
-        ) {
+        if let Some(d) = default_branch {
             info.default_branch = d.trim_start_matches("origin/").to_string();
         }
         info
@@ -339,30 +356,8 @@ impl Planner<'_> {
             }
         }
         if let Some(ch) = &rule.changes {
-            let files = match &ch.compare_to {
-                Some(base) => changed_files(&self.ctx.project_dir, Some(base)),
-                None => self
-                    .changed
-                    .get_or_insert_with(|| changed_files(&self.ctx.project_dir, None))
-                    .clone(),
-            };
-            if let Some(files) = files {
-                let mut any = false;
-                for p in &ch.paths {
-                    let p = vars::expand(p, &|n| vars.get(n).cloned(), false);
-                    let g = Glob::new(&p).ok_or_else(|| {
-                        Error::config(&rule.pos, "rules.changes", format!("malformed glob {p:?}"))
-                    })?;
-                    if files.iter().any(|f| {
-                        g.is_match(f) || f.starts_with(&format!("{}/", p.trim_end_matches('/')))
-                    }) {
-                        any = true;
-                        break;
-                    }
-                }
-                if !any {
-                    return Ok(false);
-                }
+            if !self.changes_match(ch, vars, &rule.pos, "rules.changes")? {
+                return Ok(false);
             }
         }
         if let Some(ex) = &rule.exists {
@@ -388,6 +383,122 @@ impl Planner<'_> {
             }
         }
         Ok(true)
+    }
+
+    /// Whether a file matching `ch` changed; true when git cannot tell
+    /// (as on GitLab for a new branch).
+    fn changes_match(
+        &mut self,
+        ch: &Changes,
+        vars: &HashMap<String, String>,
+        pos: &Pos,
+        key: &str,
+    ) -> Result<bool> {
+        let files = match &ch.compare_to {
+            Some(base) => changed_files(&self.ctx.project_dir, Some(base)),
+            None => self
+                .changed
+                .get_or_insert_with(|| changed_files(&self.ctx.project_dir, None))
+                .clone(),
+        };
+        let Some(files) = files else {
+            return Ok(true);
+        };
+        for p in &ch.paths {
+            let p = vars::expand(p, &|n| vars.get(n).cloned(), false);
+            let g = Glob::new(&p)
+                .ok_or_else(|| Error::config(pos, key, format!("malformed glob {p:?}")))?;
+            if files
+                .iter()
+                .any(|f| g.is_match(f) || f.starts_with(&format!("{}/", p.trim_end_matches('/'))))
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Whether `only`/`except` keep the job. `only` keeps it when every
+    /// key given matches; `except` drops it when any key given matches.
+    fn only_except_admits(&mut self, def: &JobDef, vars: &HashMap<String, String>) -> Result<bool> {
+        if let Some(only) = &def.only {
+            let key = format!("{}.only", def.name);
+            if !self.keys_match(only, vars, true, &key)? {
+                return Ok(false);
+            }
+        }
+        if let Some(except) = &def.except {
+            let key = format!("{}.except", def.name);
+            if self.keys_match(except, vars, false, &key)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// `all`: every key given matches; else: any key given matches. Each
+    /// key matches when any of its entries does.
+    fn keys_match(
+        &mut self,
+        oe: &OnlyExcept,
+        vars: &HashMap<String, String>,
+        all: bool,
+        key: &str,
+    ) -> Result<bool> {
+        let lookup = |n: &str| vars.get(n).cloned();
+        let set = |n: &str| vars.get(n).is_some_and(|v| !v.is_empty());
+        let mut results = Vec::new();
+        if let Some(refs) = &oe.refs {
+            let source = vars.get("CI_PIPELINE_SOURCE").map_or("", String::as_str);
+            let mut any = false;
+            for r in refs {
+                any = match r {
+                    RefPattern::Keyword(k) => match k.as_str() {
+                        "branches" => set("CI_COMMIT_BRANCH"),
+                        "tags" => set("CI_COMMIT_TAG"),
+                        "pushes" => source == "push",
+                        "merge_requests" => source == "merge_request_event",
+                        "external_pull_requests" => source == "external_pull_request_event",
+                        "schedules" => source == "schedule",
+                        "triggers" => source == "trigger",
+                        "pipelines" => source == "pipeline" || source == "parent_pipeline",
+                        other => source == other,
+                    },
+                    RefPattern::Name(n) => vars.get("CI_COMMIT_REF_NAME") == Some(n),
+                    RefPattern::Regex(e, text) => e.eval(&lookup).map_err(|m| {
+                        Error::config(&oe.pos, format!("{key}.refs"), format!("{text:?}: {m}"))
+                    })?,
+                };
+                if any {
+                    break;
+                }
+            }
+            results.push(any);
+        }
+        if let Some(exprs) = &oe.variables {
+            let mut any = false;
+            for (e, text) in exprs {
+                any = e.eval(&lookup).map_err(|m| {
+                    Error::config(
+                        &oe.pos,
+                        format!("{key}.variables"),
+                        format!("{text:?}: {m}"),
+                    )
+                })?;
+                if any {
+                    break;
+                }
+            }
+            results.push(any);
+        }
+        if let Some(ch) = &oe.changes {
+            results.push(self.changes_match(ch, vars, &oe.pos, &format!("{key}.changes"))?);
+        }
+        Ok(if all {
+            results.iter().all(|&b| b)
+        } else {
+            results.iter().any(|&b| b)
+        })
     }
 }
 
@@ -669,6 +780,12 @@ pub fn plan(cfg: &Config, ctx: &RunContext) -> Result<Pipeline> {
                         .clone()
                         .unwrap_or(AllowFailure::Bool(def.when == When::Manual));
                     let mut needs = def.needs.clone();
+                    if def.rules.is_none() && (def.only.is_some() || def.except.is_some()) {
+                        let lookup: HashMap<String, String> = env.iter().cloned().collect();
+                        if !planner.only_except_admits(def, &lookup)? {
+                            continue;
+                        }
+                    }
                     if let Some(rules) = &def.rules {
                         let lookup: HashMap<String, String> = env.iter().cloned().collect();
                         let mut matched = None;

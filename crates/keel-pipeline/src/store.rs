@@ -50,6 +50,11 @@ pub trait RunCache: Send + Sync {
     fn get(&self, key: &ObjectHash) -> Result<Option<CacheEntry>>;
     /// Records an entry (idempotent).
     fn put(&self, key: &ObjectHash, entry: &CacheEntry) -> Result<()>;
+    /// A hint, at the start of a run: these jobs will look their keys up.
+    /// A store may read their entries at once instead of one by one.
+    fn prefetch(&self, _jobs: &[&str]) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A path with its content hash, as recorded.

@@ -54,7 +54,17 @@ CREATE INDEX dataset_versions_hash ON dataset_versions (hash);
     crate::tracking::schema::REGISTRY_V1,
     crate::monitor::MONITOR_V1,
     PIPELINE_V1,
+    PIPELINE_V2,
 ];
+
+/// The run-cache by job: `keel run` reads the entries of a pipeline's jobs
+/// in one query when it starts.
+pub const PIPELINE_V2: Migration = Migration {
+    component: "pipeline",
+    version: 2,
+    name: "run-cache index by job",
+    sql: "CREATE INDEX pipeline_cache_job ON pipeline_cache (job);",
+};
 
 /// keel-pipeline's lineage and run-cache: pipeline runs, their jobs (with
 /// the full job record as JSON in `detail`), each job's input and output

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
@@ -119,25 +119,34 @@ pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
         None => (&files, &files, &files),
     };
     // In a keel project, the tracking API serves on an ephemeral loopback
-    // port for the pipeline's duration: jobs get MLFLOW_TRACKING_URI and
-    // MLFLOW_RUN_ID of their own tracking run.
-    let server = match &keel {
-        Some(ks) => {
-            let server = ks
+    // port while jobs run: they get MLFLOW_TRACKING_URI and MLFLOW_RUN_ID of
+    // their own tracking run. It starts when the first job executes a
+    // script, so a fully cached rerun does not pay for it.
+    let server: Arc<Mutex<Option<keel_server::Server>>> = Arc::default();
+    if let Some(ks) = &keel {
+        let slot = server.clone();
+        ks.set_tracking_server(Box::new(move |ks: &KeelStore| {
+            let addr = "127.0.0.1:0"
+                .parse()
+                .map_err(|e| keel_pipeline::Error::Store(format!("loopback address: {e}")))?;
+            let s = ks
                 .block_on(keel_server::spawn(
                     ks.store().clone(),
-                    "127.0.0.1:0".parse()?,
+                    addr,
                     keel_server::Config::loopback(),
                 ))
-                .context("starting the tracking API for the pipeline's jobs")?;
-            ks.set_tracking_uri(&format!("http://{}", server.addr));
-            Some(server)
-        }
-        None => None,
-    };
-    // Whatever happens next, the server stops when this returns.
+                .map_err(|e| keel_pipeline::Error::Store(e.to_string()))?;
+            let uri = format!("http://{}", s.addr);
+            if let Ok(mut slot) = slot.lock() {
+                *slot = Some(s);
+            }
+            Ok(uri)
+        }));
+    }
+    // Whatever happens next, the server (if it started) stops when this
+    // returns.
     let _server = ServerGuard {
-        server,
+        server: &server,
         store: keel.as_ref(),
     };
     let cancel = CancelToken::new();
@@ -249,13 +258,14 @@ pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
 /// Stops the pipeline's tracking server when dropped (success, error,
 /// cancel or panic alike).
 struct ServerGuard<'a> {
-    server: Option<keel_server::Server>,
+    server: &'a Mutex<Option<keel_server::Server>>,
     store: Option<&'a KeelStore>,
 }
 
 impl Drop for ServerGuard<'_> {
     fn drop(&mut self) {
-        if let (Some(server), Some(store)) = (self.server.take(), self.store) {
+        let server = self.server.lock().ok().and_then(|mut s| s.take());
+        if let (Some(server), Some(store)) = (server, self.store) {
             store.block_on(server.shutdown());
         }
     }

@@ -5,5 +5,6 @@ mod demo;
 mod gates;
 mod retrain;
 mod serve;
+mod pipeline;
 mod tracking;
 mod util;

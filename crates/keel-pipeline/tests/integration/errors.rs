@@ -232,3 +232,25 @@ fn unsupported_tags() {
         &["!custom", "only !reference"],
     );
 }
+
+#[test]
+fn only_except_problems() {
+    check(
+        "a:\n  script: [echo]\n  rules: [{when: always}]\n  only: [main]\n",
+        4,
+        9,
+        &["a.only", "cannot be used with `rules`"],
+    );
+    check(
+        "a:\n  script: [echo]\n  except:\n    refs: [main]\n    branch: x\n",
+        5,
+        5,
+        &["a.except.branch", "unknown key"],
+    );
+    check(
+        "a:\n  script: [echo]\n  only:\n    variables: ['$A == ']\n",
+        4,
+        16,
+        &["a.only.variables", "invalid expression"],
+    );
+}

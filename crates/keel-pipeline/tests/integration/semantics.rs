@@ -438,3 +438,87 @@ fn the_seed_pipeline_plans_as_documented() {
     );
     assert!(p.warnings.iter().any(|w| w.message.contains("`image`")));
 }
+
+#[test]
+fn only_and_except_select_jobs_by_ref_source_variables_and_changes() {
+    let yaml = r#"
+variables: {DEPLOY: "yes"}
+named: {script: [echo], only: [main, /^release-.*$/]}
+branches: {script: [echo], only: [branches]}
+tags: {script: [echo], only: [tags]}
+schedules: {script: [echo], only: [schedules]}
+not-scheduled: {script: [echo], except: [schedules]}
+any-variable: {script: [echo], only: {variables: [$NOPE, '$DEPLOY == "yes"']}}
+refs-and-variables: {script: [echo], only: {refs: [main], variables: ['$DEPLOY == "no"']}}
+except-variable: {script: [echo], except: {variables: [$DEPLOY]}}
+except-any-key: {script: [echo], except: {refs: [nope], variables: [$DEPLOY]}}
+changed: {script: [echo], only: {changes: [src/**/*]}}
+unchanged: {script: [echo], only: {changes: [docs/*]}}
+kube: {script: [echo], only: {kubernetes: active}}
+"#;
+    let d = project(&[(".gitlab-ci.yml", yaml), ("src/a.txt", "a")]);
+    let git = |args: &[&str]| {
+        let ok = std::process::Command::new("git")
+            .args(args)
+            .current_dir(d.path())
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "git {args:?}");
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "init"]);
+    // An uncommitted change under src/: `changes` sees it.
+    std::fs::write(d.path().join("src/a.txt"), "changed").unwrap();
+    let names = |p: &keel_pipeline::pipeline::Pipeline| -> Vec<String> {
+        p.jobs.iter().map(|j| j.name.clone()).collect()
+    };
+
+    // A push to branch main.
+    let p = plan_dir(d.path()).unwrap();
+    assert_eq!(
+        names(&p),
+        [
+            "named",
+            "branches",
+            "not-scheduled",
+            "any-variable",
+            "changed",
+            "kube"
+        ]
+    );
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.message.contains("kube.only.kubernetes")),
+        "{:?}",
+        p.warnings
+    );
+
+    // A scheduled pipeline on a release ref (what GitLab would set).
+    let p = plan_with(
+        d.path(),
+        &[
+            ("CI_PIPELINE_SOURCE", "schedule"),
+            ("CI_COMMIT_REF_NAME", "release-2"),
+            ("DEPLOY", ""),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        names(&p),
+        [
+            "named",
+            "branches",
+            "schedules",
+            "except-variable",
+            "except-any-key",
+            "changed",
+            "kube"
+        ]
+    );
+}
