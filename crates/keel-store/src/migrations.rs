@@ -53,6 +53,7 @@ CREATE INDEX dataset_versions_hash ON dataset_versions (hash);
     crate::tracking::schema::REGISTRY_V1,
     crate::monitor::MONITOR_V1,
     PIPELINE_V1,
+    crate::profiles::PROFILES_V1,
 ];
 
 /// keel-pipeline's lineage and run-cache: pipeline runs, their jobs (with

@@ -2,5 +2,6 @@
 
 mod data;
 mod demo;
+mod quality;
 mod tracking;
 mod util;
