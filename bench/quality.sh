@@ -10,7 +10,7 @@
 #   bash bench/quality.sh [ROWS=1000000] [BIG_GB=5]
 #
 # Needs a release build of keel (cargo build --release -p keel-cli; $KEEL,
-# else $CARGO_TARGET_DIR/release/keel) and a Python with the pinned
+# else $CARGO_TARGET_DIR/release/keel, else the keel-data example below) and a Python with the pinned
 # .ci/requirements.txt (pandas, pyarrow, evidently): PYTHON, else
 # $KEEL_PYTHON, else ~/.cache/keel-venv/bin/python. BIG_GB=0 skips step 3.
 # Everything generated goes to a temporary directory removed at exit
@@ -20,6 +20,10 @@ ROWS=${1:-1000000}
 BIG_GB=${2:-5}
 here=$(cd "$(dirname "$0")/.." && pwd)
 KEEL=${KEEL:-${CARGO_TARGET_DIR:-$here/target}/release/keel}
+# Fallback: the same library calls (`keel_data::profile`, `drift_files`)
+# in a small binary without the store and server,
+# `cargo build --release -p keel-data --example quality`.
+[ -x "$KEEL" ] || KEEL=${CARGO_TARGET_DIR:-$here/target}/release/examples/quality
 [ -x "$KEEL" ] || { echo "build keel first: cargo build --release -p keel-cli (or set KEEL)" >&2; exit 2; }
 PYTHON=${PYTHON:-${KEEL_PYTHON:-$HOME/.cache/keel-venv/bin/python}}
 "$PYTHON" -c 'import pandas, pyarrow, evidently' || { echo "$PYTHON lacks pandas/pyarrow/evidently" >&2; exit 2; }
@@ -31,7 +35,7 @@ else
   cleanup() { rm -rf "$WORK"; }
 fi
 trap cleanup EXIT
-echo "keel: $KEEL ($("$KEEL" --version 2>/dev/null || echo '?'))"
+echo "keel: $KEEL"
 echo "python: $PYTHON"
 echo "work dir: $WORK"
 echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -68,13 +68,12 @@ impl Chunks {
 
     fn fill(&mut self, want: usize) -> Result<()> {
         while !self.eof && self.buf.len() < want {
-            let old = self.buf.len();
-            self.buf.resize(want, 0);
-            let n = self
-                .file
-                .read(&mut self.buf[old..])
+            // `read_to_end` fills spare capacity without zeroing it first.
+            self.buf.reserve_exact(want - self.buf.len());
+            let n = (&mut self.file)
+                .take((want - self.buf.len()) as u64)
+                .read_to_end(&mut self.buf)
                 .map_err(io_err(&self.path))?;
-            self.buf.truncate(old + n);
             if n == 0 {
                 self.eof = true;
             }
@@ -366,6 +365,67 @@ fn data_type(packed: u16) -> DataType {
     }
 }
 
+/// [`infer_chunk`] straight on `csv-core` (the parser inside arrow's
+/// reader, same configuration), classifying field bytes without building
+/// arrays. `None` when the chunk has a record of the wrong width or
+/// invalid UTF-8: arrow's reader then produces its own error.
+fn infer_chunk_fast(
+    chunk: &[u8],
+    columns: usize,
+    limit: Option<usize>,
+    open: &[usize],
+) -> Option<(Vec<u16>, u64)> {
+    let mut bits = vec![0u16; columns];
+    let mut wanted = vec![false; columns];
+    for &i in open {
+        wanted[i] = true;
+    }
+    let mut reader = csv_core::Reader::new();
+    let mut out = vec![0u8; 1 << 12];
+    let mut ends = vec![0usize; columns + 1];
+    let (mut outlen, mut endlen) = (0, 0);
+    let mut input = chunk;
+    let mut rows = 0u64;
+    let limit = limit.unwrap_or(usize::MAX) as u64;
+    while rows < limit {
+        let (res, nin, nout, nend) =
+            reader.read_record(input, &mut out[outlen..], &mut ends[endlen..]);
+        input = &input[nin..];
+        outlen += nout;
+        endlen += nend;
+        match res {
+            csv_core::ReadRecordResult::InputEmpty => {}
+            csv_core::ReadRecordResult::OutputFull => out.resize(out.len() * 2, 0),
+            csv_core::ReadRecordResult::OutputEndsFull => ends.resize(ends.len() * 2, 0),
+            csv_core::ReadRecordResult::Record => {
+                if endlen != columns {
+                    return None;
+                }
+                let mut start = 0;
+                for (i, &end) in ends[..columns].iter().enumerate() {
+                    let field = &out[start..end];
+                    start = end;
+                    if !wanted[i] || field.is_empty() {
+                        continue;
+                    }
+                    let Ok(v) = std::str::from_utf8(field) else {
+                        return None;
+                    };
+                    bits[i] |= classify(v);
+                    if bits[i] & UTF8 != 0 {
+                        wanted[i] = false;
+                    }
+                }
+                rows += 1;
+                outlen = 0;
+                endlen = 0;
+            }
+            csv_core::ReadRecordResult::End => break,
+        }
+    }
+    Some((open.iter().map(|&i| bits[i]).collect(), rows))
+}
+
 /// The type bits of the `open` columns over the records of one chunk (at
 /// most `limit`), and the number of records read.
 fn infer_chunk(
@@ -374,6 +434,9 @@ fn infer_chunk(
     limit: Option<usize>,
     open: &[usize],
 ) -> std::result::Result<(Vec<u16>, u64), ArrowError> {
+    if let Some(fast) = infer_chunk_fast(chunk, strings.fields().len(), limit, open) {
+        return Ok(fast);
+    }
     let mut packed = vec![0u16; open.len()];
     let mut rows = 0;
     for batch in decode(chunk, strings.clone(), limit, Some(open.to_vec()))? {
