@@ -48,7 +48,7 @@ use crate::column::{Physical, Values};
 use crate::drift::{self, ColumnOverride, DriftOptions, Sample};
 use crate::error::{DataError, Result};
 use crate::read::{self, ReadOptions};
-use crate::sketch::hash64;
+use crate::sketch::{hash_bytes, hash_f64, hash_u64};
 
 /// A parsed contract.
 #[derive(Debug, Clone, Deserialize)]
@@ -583,10 +583,10 @@ impl<'c> ColumnState<'c> {
             }
             if s.unique {
                 let h = match v {
-                    Values::Int(a) => hash64(&a.value(i)),
-                    Values::Float(a) => hash64(&(a.value(i) + 0.0).to_bits()),
-                    Values::Str(a) => hash64(a.value(i)),
-                    Values::Bool(a) => hash64(&a.value(i)),
+                    Values::Int(a) => hash_u64(a.value(i) as u64),
+                    Values::Float(a) => hash_f64(a.value(i)),
+                    Values::Str(a) => hash_bytes(a.value(i).as_bytes()),
+                    Values::Bool(a) => hash_u64(a.value(i) as u64),
                 };
                 let c = self.unique_counts.entry(h).or_insert(0);
                 *c += 1;

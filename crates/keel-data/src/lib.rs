@@ -36,6 +36,7 @@
 
 pub mod column;
 pub mod contract;
+mod csv;
 pub mod drift;
 mod error;
 pub mod html;

@@ -28,9 +28,12 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::column::{ColumnKind, Physical, Values};
+use crate::csv;
 use crate::error::{DataError, Result};
 use crate::read::{self, ReadOptions};
-use crate::sketch::{hash64, DistinctCounter, FrequentItems, QuantileSketch};
+use crate::sketch::{
+    hash_bytes, hash_f64, hash_u64, DistinctCounter, FrequentItems, QuantileSketch,
+};
 
 /// Bumped whenever the profile's content or algorithms change, so cached
 /// profiles can be recomputed.
@@ -79,7 +82,8 @@ pub struct ColumnProfile {
     /// Summary of string and date columns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<TextSummary>,
-    /// Most frequent values (categorical and text columns).
+    /// Most frequent values: categorical columns; text columns only the
+    /// values seen more than once (and more often than the error bound).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub top_values: Vec<TopValue>,
     /// Each top-value count may be this much below the truth (0 = exact).
@@ -162,10 +166,17 @@ impl Profile {
     }
 }
 
-/// Profiles a file, streaming.
+/// Profiles a file, streaming. CSV files are cut into record-aligned
+/// chunks that decode and summarize in parallel; other formats stream
+/// batch by batch.
 pub fn profile(path: &Path) -> Result<Profile> {
-    let reader = read::open(path, &ReadOptions::new())?;
-    profile_stream(reader)
+    let options = ReadOptions::new();
+    if read::Format::from_path(path)? == read::Format::Csv {
+        if let Some(p) = profile_csv(path, &options, csv::CHUNK_BYTES)? {
+            return Ok(p);
+        }
+    }
+    profile_stream(read::open(path, &options)?)
 }
 
 /// Profiles in-memory batches.
@@ -173,16 +184,24 @@ pub fn profile_batches(batches: &[RecordBatch]) -> Result<Profile> {
     profile_stream(batches.iter().cloned().map(Ok))
 }
 
-/// Profiles a stream of batches. Decoding (on a helper thread) overlaps
-/// with the statistics (columns in parallel).
+/// Parts summarized at once: one per thread, so memory is a few chunks
+/// per thread whatever the file size.
+fn round_size() -> usize {
+    rayon::current_num_threads().clamp(1, 16)
+}
+
+/// Profiles a stream of batches. Reading (on a helper thread) overlaps
+/// with the statistics; batches are summarized in parallel, each column
+/// in parallel, and the summaries merged in stream order.
 pub fn profile_stream<I>(batches: I) -> Result<Profile>
 where
     I: IntoIterator<Item = Result<RecordBatch>>,
     I::IntoIter: Send,
 {
     let iter = batches.into_iter();
+    let round = round_size();
     std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<RecordBatch>>(2);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<RecordBatch>>(round);
         scope.spawn(move || {
             for b in iter {
                 if tx.send(b).is_err() {
@@ -190,52 +209,173 @@ where
                 }
             }
         });
-        let mut accs: Option<Vec<Acc>> = None;
-        let mut rows = 0u64;
-        for batch in rx {
-            let batch = batch?;
-            rows += batch.num_rows() as u64;
-            let accs = accs.get_or_insert_with(|| {
-                batch
-                    .schema()
-                    .fields()
-                    .iter()
-                    .map(|f| {
-                        Acc::new(
-                            f.name().clone(),
-                            f.data_type().to_string(),
-                            Physical::of(f.data_type()),
-                        )
-                    })
-                    .collect()
-            });
-            accs.par_iter_mut()
-                .zip(batch.columns().par_iter())
-                .try_for_each(|(acc, array)| {
+        let mut profiler: Option<Profiler> = None;
+        let mut rx = rx.into_iter().peekable();
+        while rx.peek().is_some() {
+            let parts = rx.by_ref().take(round).collect::<Result<Vec<_>>>()?;
+            let profiler =
+                profiler.get_or_insert_with(|| Profiler::new(parts[0].schema().fields()));
+            let summaries = parts
+                .par_iter()
+                .map(|b| profiler.summarize(std::slice::from_ref(b)))
+                .collect::<Result<Vec<_>>>()?;
+            for s in summaries {
+                profiler.merge(s);
+            }
+        }
+        Ok(profiler.map_or_else(
+            || Profile {
+                version: PROFILE_VERSION,
+                rows: 0,
+                columns: Vec::new(),
+            },
+            Profiler::finish,
+        ))
+    })
+}
+
+/// The CSV fast path: `Ok(None)` when the file cannot be cut into chunks
+/// (see [`crate::csv`]) and must be read sequentially.
+fn profile_csv(path: &Path, options: &ReadOptions, chunk_bytes: usize) -> Result<Option<Profile>> {
+    let size = std::fs::metadata(path)
+        .map_err(|source| DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .len();
+    let max_records = (size > options.csv_full_inference_bytes).then_some(options.csv_infer_rows);
+    let Some((schema, start)) = csv::infer_schema(path, max_records, chunk_bytes)? else {
+        return Ok(None);
+    };
+    let mut chunks = csv::Chunks::open(path, start, chunk_bytes)?;
+    let round = round_size();
+    let mut profiler = Profiler::new(schema.fields());
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(round);
+        scope.spawn(move || loop {
+            let next = chunks.next_chunk();
+            let stop = !matches!(next, Ok(Some(_)));
+            if tx.send(next).is_err() || stop {
+                break;
+            }
+        });
+        loop {
+            let mut parts = Vec::with_capacity(round);
+            let mut done = false;
+            while parts.len() < round {
+                match rx.recv() {
+                    Ok(Ok(Some(c))) => parts.push(c),
+                    Ok(Ok(None)) | Err(_) => {
+                        done = true;
+                        break;
+                    }
+                    Ok(Err(csv::SplitError::Data(e))) => return Err(e),
+                    Ok(Err(csv::SplitError::NotSplittable)) => return Ok(None),
+                }
+            }
+            let summaries: Vec<_> = parts
+                .par_iter()
+                .map(|c| {
+                    let batches = csv::decode(&c.bytes, schema.clone(), None, None)
+                        .map_err(PartError::Csv)?;
+                    profiler.summarize(&batches).map_err(PartError::Data)
+                })
+                .collect();
+            for s in summaries {
+                match s {
+                    Ok(s) => profiler.merge(s),
+                    Err(PartError::Csv(e)) => return Err(csv::chunk_error(path, e, profiler.rows)),
+                    Err(PartError::Data(e)) => return Err(e),
+                }
+            }
+            if done {
+                return Ok(Some(profiler.finish()));
+            }
+        }
+    })
+}
+
+enum PartError {
+    Csv(arrow_schema::ArrowError),
+    Data(DataError),
+}
+
+/// Column summaries of the stream so far.
+struct Profiler {
+    rows: u64,
+    columns: Vec<Acc>,
+}
+
+/// Column summaries of one part of the stream.
+struct Summary {
+    rows: u64,
+    columns: Vec<Acc>,
+}
+
+impl Profiler {
+    fn new(fields: &arrow_schema::Fields) -> Profiler {
+        Profiler {
+            rows: 0,
+            columns: fields
+                .iter()
+                .map(|f| {
+                    Acc::new(
+                        f.name().clone(),
+                        f.data_type().to_string(),
+                        Physical::of(f.data_type()),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Summarizes batches of one part, columns in parallel.
+    fn summarize(&self, batches: &[RecordBatch]) -> Result<Summary> {
+        let columns = self
+            .columns
+            .par_iter()
+            .enumerate()
+            .map(|(i, global)| {
+                let mut acc = global.fresh();
+                for batch in batches {
+                    let array = batch.column(i);
                     if acc.physical == Physical::Other {
                         acc.rows += array.len() as u64;
                         acc.nulls += array.null_count() as u64;
-                        return Ok(());
+                        continue;
                     }
                     let values = Values::from_array(array).ok_or_else(|| DataError::Column {
                         column: acc.name.clone(),
                         message: format!("cannot read type {}", array.data_type()),
                     })?;
                     acc.push(&values);
-                    Ok::<(), DataError>(())
-                })?;
-        }
-        let columns = accs
-            .unwrap_or_default()
-            .into_par_iter()
-            .map(Acc::finish)
-            .collect();
-        Ok(Profile {
-            version: PROFILE_VERSION,
-            rows,
+                }
+                acc.quantiles.seal();
+                Ok(acc)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Summary {
+            rows: batches.iter().map(|b| b.num_rows() as u64).sum(),
             columns,
         })
-    })
+    }
+
+    /// Adds a later part.
+    fn merge(&mut self, part: Summary) {
+        self.rows += part.rows;
+        self.columns
+            .par_iter_mut()
+            .zip(part.columns)
+            .for_each(|(g, p)| g.merge(p));
+    }
+
+    fn finish(self) -> Profile {
+        Profile {
+            version: PROFILE_VERSION,
+            rows: self.rows,
+            columns: self.columns.into_par_iter().map(Acc::finish).collect(),
+        }
+    }
 }
 
 struct Acc {
@@ -293,6 +433,54 @@ impl Acc {
         }
     }
 
+    /// An empty summary for a later part of this column. Once the
+    /// distinct count is an estimate, parts skip the exact phase (the
+    /// merged registers are the same either way).
+    fn fresh(&self) -> Acc {
+        let mut acc = Acc::new(self.name.clone(), self.data_type.clone(), self.physical);
+        if !self.distinct.is_exact() {
+            acc.distinct = DistinctCounter::new_estimating();
+        }
+        acc
+    }
+
+    /// Adds the summary of a later part.
+    fn merge(&mut self, o: Acc) {
+        self.rows += o.rows;
+        self.nulls += o.nulls;
+        self.distinct.merge(o.distinct);
+        if o.n > 0 {
+            // Chan et al.'s pairwise update of mean and sum of squares.
+            let n = self.n + o.n;
+            let delta = o.mean - self.mean;
+            self.mean += delta * (o.n as f64 / n as f64);
+            self.m2 += o.m2 + delta * delta * (self.n as f64 * o.n as f64 / n as f64);
+            self.n = n;
+        }
+        self.min = self.min.min(o.min);
+        self.max = self.max.max(o.max);
+        self.zeros += o.zeros;
+        self.nan += o.nan;
+        self.infinite += o.infinite;
+        self.quantiles.merge(o.quantiles);
+        self.ints.merge(o.ints);
+        self.strings.merge(o.strings);
+        if let Some(s) = o.smin {
+            if self.smin.as_ref().is_none_or(|m| s < *m) {
+                self.smin = Some(s);
+            }
+        }
+        if let Some(s) = o.smax {
+            if self.smax.as_ref().is_none_or(|m| s > *m) {
+                self.smax = Some(s);
+            }
+        }
+        self.len_min = self.len_min.min(o.len_min);
+        self.len_max = self.len_max.max(o.len_max);
+        self.len_sum += o.len_sum;
+    }
+
+    #[inline]
     fn number(&mut self, x: f64) {
         if x.is_nan() {
             self.nan += 1;
@@ -315,8 +503,9 @@ impl Acc {
         self.quantiles.insert(x);
     }
 
+    #[inline]
     fn string(&mut self, s: &str) {
-        self.distinct.insert_hash(hash64(s));
+        self.distinct.insert_hash(hash_bytes(s.as_bytes()));
         self.strings.insert(s);
         let len = s.chars().count() as u64;
         self.len_min = self.len_min.min(len);
@@ -336,7 +525,7 @@ impl Acc {
             Values::Int(a) => {
                 self.nulls += a.null_count() as u64;
                 for v in a.iter().flatten() {
-                    self.distinct.insert_hash(hash64(&v));
+                    self.distinct.insert_hash(hash_u64(v as u64));
                     self.ints.insert(&v);
                     self.number(v as f64);
                 }
@@ -345,8 +534,7 @@ impl Acc {
                 self.nulls += a.null_count() as u64;
                 for v in a.iter().flatten() {
                     if v.is_finite() {
-                        // -0.0 and 0.0 are one value.
-                        self.distinct.insert_hash(hash64(&(v + 0.0).to_bits()));
+                        self.distinct.insert_hash(hash_f64(v));
                     }
                     self.number(v);
                 }
@@ -448,6 +636,12 @@ impl Acc {
             ),
             _ => (Vec::new(), 0),
         };
+        let mut top_values: Vec<TopValue> = top_values;
+        if kind == ColumnKind::Text {
+            // Free text: a value seen once says nothing, and a count within
+            // the Misra–Gries error could belong to any value.
+            top_values.retain(|t| t.count > 1 && t.count > top_values_error);
+        }
         ColumnProfile {
             name: self.name,
             data_type: self.data_type,
@@ -543,5 +737,164 @@ mod tests {
         let back: Profile = serde_json::from_str(&p.to_json()).unwrap();
         assert_eq!(back.rows, p.rows);
         assert_eq!(back.columns.len(), 3);
+    }
+
+    /// A CSV with the awkward cases: quoted commas, doubled quotes and
+    /// newlines inside quotes, CRLF and LF, empty fields, NaN/inf, dates,
+    /// booleans, and more distinct values than the exact top-values limit.
+    fn awkward_csv(rows: usize) -> String {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let mut out = String::from("i,f,s,c,b,d,u\n");
+        for r in 0..rows {
+            let i = if r % 17 == 0 {
+                String::new()
+            } else {
+                rng.random_range(-500i64..500).to_string()
+            };
+            let f = match r % 41 {
+                0 => "NaN".to_string(),
+                1 => "inf".to_string(),
+                2 => String::new(),
+                3 => "1e5".to_string(),
+                4 => ".5".to_string(),
+                _ => format!("{}", rng.random::<f64>() * 100.0 - 50.0),
+            };
+            let s = match r % 7 {
+                0 => format!("\"a,{r}\""),
+                1 => format!("\"say \"\"hi\"\" {r}\""),
+                2 => format!("\"two\nlines {}\"", r % 5),
+                3 => String::new(),
+                4 => format!("été{}", r % 3),
+                _ => format!("w{}", rng.random_range(0..3000)),
+            };
+            let c = ["x", "y", "z"][r % 3];
+            let b = if r % 2 == 0 { "true" } else { "False" };
+            let d = format!("2024-01-{:02}", 1 + r % 28);
+            let u = format!("id-{r}");
+            let eol = if r % 3 == 0 { "\r\n" } else { "\n" };
+            out.push_str(&format!("{i},{f},{s},{c},{b},{d},{u}{eol}"));
+        }
+        out
+    }
+
+    fn assert_same(a: &Profile, b: &Profile) {
+        assert_eq!(a.rows, b.rows);
+        assert_eq!(a.columns.len(), b.columns.len());
+        for (x, y) in a.columns.iter().zip(&b.columns) {
+            let ctx = &x.name;
+            assert_eq!(
+                (&x.name, &x.data_type, x.kind, x.count, x.nulls),
+                (&y.name, &y.data_type, y.kind, y.count, y.nulls),
+                "{ctx}"
+            );
+            assert_eq!(
+                (x.distinct, x.distinct_exact),
+                (y.distinct, y.distinct_exact),
+                "{ctx}"
+            );
+            assert_eq!(x.text, y.text, "{ctx}");
+            // Misra–Gries summaries depend on where the stream was cut;
+            // whether they are exact does not.
+            if y.top_values_error == 0 {
+                assert_eq!(
+                    (&x.top_values, x.top_values_error),
+                    (&y.top_values, 0),
+                    "{ctx}"
+                );
+            } else {
+                assert!(x.top_values_error > 0, "{ctx}");
+            }
+            match (&x.numeric, &y.numeric) {
+                (Some(n), Some(m)) => {
+                    assert_eq!(
+                        (n.min, n.max, n.zeros, n.nan, n.infinite),
+                        (m.min, m.max, m.zeros, m.nan, m.infinite),
+                        "{ctx}"
+                    );
+                    assert_eq!(n.quantiles, m.quantiles, "{ctx}");
+                    assert_eq!(n.histogram, m.histogram, "{ctx}");
+                    assert!((n.mean - m.mean).abs() <= 1e-12 * m.mean.abs().max(1.0));
+                    assert!((n.std - m.std).abs() <= 1e-12 * m.std.abs().max(1.0));
+                }
+                (n, m) => assert_eq!(n, m, "{ctx}"),
+            }
+        }
+    }
+
+    #[test]
+    fn csv_in_small_chunks_profiles_as_one_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("awkward.csv");
+        std::fs::write(&path, awkward_csv(5000)).unwrap();
+        // Arrow's own inference, and the whole file as one batch.
+        let file = std::fs::File::open(&path).unwrap();
+        let (arrow_schema, _) = arrow_csv::reader::Format::default()
+            .with_header(true)
+            .infer_schema(file, None)
+            .unwrap();
+        let options = ReadOptions {
+            batch_size: 1 << 20,
+            ..ReadOptions::new()
+        };
+        let reader = read::open(&path, &options).unwrap();
+        assert_eq!(*reader.schema(), arrow_schema);
+        let whole: Vec<RecordBatch> = reader.collect::<Result<_>>().unwrap();
+        assert_eq!(whole.len(), 1);
+        let one = profile_batches(&whole).unwrap();
+        assert_eq!(one.rows, 5000);
+        let empty = (0..5000).filter(|r| r % 7 == 3).count() as u64;
+        assert_eq!(one.column("s").unwrap().nulls, empty);
+        assert!(one.column("s").unwrap().top_values_error > 0);
+        for chunk in [97, 1000, 64 << 10] {
+            let chunked = profile_csv(&path, &ReadOptions::new(), chunk)
+                .unwrap()
+                .expect("splittable");
+            assert_same(&chunked, &one);
+        }
+        assert_same(&profile(&path).unwrap(), &one);
+    }
+
+    #[test]
+    fn csv_errors_name_the_file_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.csv");
+        // One record with a field too many, far into the file.
+        let mut text = awkward_csv(2500);
+        text.push_str("1,2,x,x,true,2024-01-01,u,extra\n");
+        text.push_str(awkward_csv(500).split_once('\n').unwrap().1);
+        std::fs::write(&path, &text).unwrap();
+        let strings = Arc::new(arrow_schema::Schema::new(
+            ["i", "f", "s", "c", "b", "d", "u"]
+                .map(|n| arrow_schema::Field::new(n, arrow_schema::DataType::Utf8, true))
+                .to_vec(),
+        ));
+        let arrow_err = arrow_csv::ReaderBuilder::new(strings)
+            .with_header(true)
+            .build(std::fs::File::open(&path).unwrap())
+            .unwrap()
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .unwrap_err()
+            .to_string();
+        for chunk in [97, 4096] {
+            let err = profile_csv(&path, &ReadOptions::new(), chunk)
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(&path.display().to_string()), "{err}");
+            assert!(err.ends_with(&arrow_err), "{err} vs {arrow_err}");
+        }
+    }
+
+    #[test]
+    fn a_quote_inside_an_unquoted_field_falls_back_to_sequential_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.csv");
+        std::fs::write(&path, "a,b\n1,x\"y\n2,z\n").unwrap();
+        assert!(profile_csv(&path, &ReadOptions::new(), 4)
+            .unwrap()
+            .is_none());
+        let p = profile(&path).unwrap();
+        assert_eq!(p.rows, 2);
+        assert_eq!(p.column("b").unwrap().text.as_ref().unwrap().min, "x\"y");
     }
 }

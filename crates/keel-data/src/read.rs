@@ -165,14 +165,8 @@ pub fn open(path: &Path, options: &ReadOptions) -> Result<BatchReader> {
 
 fn open_csv(path: &Path, options: &ReadOptions) -> Result<BatchReader> {
     let mut file = File::open(path).map_err(io_err(path))?;
-    let size = file.metadata().map_err(io_err(path))?.len();
-    let max_records = (size > options.csv_full_inference_bytes).then_some(options.csv_infer_rows);
-    let format = arrow_csv::reader::Format::default().with_header(true);
-    let (schema, _) = format
-        .infer_schema(BufReader::with_capacity(1 << 20, &mut file), max_records)
-        .map_err(|e| decode_err(path, e))?;
+    let schema = csv_schema(path, options)?;
     file.seek(SeekFrom::Start(0)).map_err(io_err(path))?;
-    let schema = Arc::new(schema);
     let mut builder = arrow_csv::ReaderBuilder::new(schema.clone())
         .with_header(true)
         .with_batch_size(options.batch_size);
@@ -191,6 +185,23 @@ fn open_csv(path: &Path, options: &ReadOptions) -> Result<BatchReader> {
         schema: out_schema,
         inner: Box::new(reader),
     })
+}
+
+/// The schema arrow-csv infers for `path` under `options`: over chunks in
+/// parallel when the file splits into chunks, else by arrow itself.
+pub(crate) fn csv_schema(path: &Path, options: &ReadOptions) -> Result<SchemaRef> {
+    let size = std::fs::metadata(path).map_err(io_err(path))?.len();
+    let max_records = (size > options.csv_full_inference_bytes).then_some(options.csv_infer_rows);
+    if let Some((schema, _)) = crate::csv::infer_schema(path, max_records, crate::csv::CHUNK_BYTES)?
+    {
+        return Ok(schema);
+    }
+    let file = File::open(path).map_err(io_err(path))?;
+    let format = arrow_csv::reader::Format::default().with_header(true);
+    let (schema, _) = format
+        .infer_schema(BufReader::with_capacity(1 << 20, file), max_records)
+        .map_err(|e| decode_err(path, e))?;
+    Ok(Arc::new(schema))
 }
 
 fn open_parquet(path: &Path, options: &ReadOptions) -> Result<BatchReader> {

@@ -2,27 +2,82 @@
 //! frequent values. Each is exact while the data is small and switches to a
 //! sketch with a documented error bound when it is not.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash};
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
-/// A deterministic 64-bit hash (SipHash with fixed keys, then a
-/// splitmix64 finalizer), so distinct-count estimates are reproducible.
-pub fn hash64<T: Hash + ?Sized>(v: &T) -> u64 {
-    let build =
-        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
-    let mut z = build.hash_one(v);
+/// A 64-bit value mixed into a uniform 64-bit hash: the splitmix64
+/// finalizer, a bijection, so distinct values never collide.
+pub fn hash_u64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
 }
 
+/// A deterministic 64-bit hash of bytes (XXH64, seed 0), so distinct
+/// counts are reproducible across runs and machines.
+pub fn hash_bytes(b: &[u8]) -> u64 {
+    twox_hash::XxHash64::oneshot(0, b)
+}
+
+/// The hash of a number as the profile and `unique` see it: integers by
+/// value, floats by bits with -0.0 and 0.0 as one value.
+pub fn hash_f64(v: f64) -> u64 {
+    hash_u64((v + 0.0).to_bits())
+}
+
+/// A `Hasher` for keys that are already uniform 64-bit hashes.
+#[derive(Default)]
+pub struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = hash_u64(self.0 ^ hash_bytes(bytes));
+    }
+    fn write_u64(&mut self, h: u64) {
+        self.0 = h;
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A fast `Hasher` for map keys (integers, strings): no DoS resistance is
+/// needed for counting values of a file.
+#[derive(Default)]
+pub struct FastHasher(u64);
+
+impl Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = hash_u64(self.0 ^ hash_bytes(bytes));
+    }
+    fn write_u8(&mut self, b: u8) {
+        self.0 ^= b as u64;
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = hash_u64(self.0 ^ v);
+    }
+    fn write_i64(&mut self, v: i64) {
+        self.write_u64(v as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A set of 64-bit hashes.
+pub type HashSet64 = HashSet<u64, BuildHasherDefault<PreHashed>>;
+
 /// Distinct count: exact up to [`DistinctCounter::EXACT_LIMIT`] values
 /// (a set of 64-bit hashes; a collision among 10⁵ values has probability
-/// below 3·10⁻¹⁰), then HyperLogLog with 2¹⁴ registers (standard error
-/// 1.04/√16384 ≈ 0.81 %), fed from the first value on.
+/// below 3·10⁻¹⁰, and none is possible among numbers, whose hash is a
+/// bijection), then HyperLogLog with 2¹⁴ registers (standard error
+/// 1.04/√16384 ≈ 0.81 %). The registers are built from the exact set when
+/// it overflows, which gives the same registers as feeding them from the
+/// first value on.
 #[derive(Debug, Clone)]
 pub struct DistinctCounter {
-    exact: Option<std::collections::HashSet<u64>>,
+    exact: Option<HashSet64>,
     registers: Vec<u8>,
 }
 
@@ -35,21 +90,73 @@ impl DistinctCounter {
     pub fn new() -> DistinctCounter {
         DistinctCounter {
             exact: Some(Default::default()),
+            registers: Vec::new(),
+        }
+    }
+
+    /// An empty counter that skips the exact phase: for a part of a
+    /// stream already known to exceed the limit.
+    pub fn new_estimating() -> DistinctCounter {
+        DistinctCounter {
+            exact: None,
             registers: vec![0; 1 << Self::P],
         }
     }
 
-    /// Adds a value by its hash.
-    pub fn insert_hash(&mut self, h: u64) {
+    /// Whether the count is still exact.
+    pub fn is_exact(&self) -> bool {
+        self.exact.is_some()
+    }
+
+    fn register(registers: &mut [u8], h: u64) {
         let idx = (h >> (64 - Self::P)) as usize;
         let rank = ((h << Self::P) | (1 << (Self::P - 1))).leading_zeros() as u8 + 1;
-        if rank > self.registers[idx] {
-            self.registers[idx] = rank;
+        if rank > registers[idx] {
+            registers[idx] = rank;
         }
-        if let Some(set) = &mut self.exact {
-            set.insert(h);
-            if set.len() > Self::EXACT_LIMIT {
-                self.exact = None;
+    }
+
+    fn start_estimating(&mut self) {
+        if let Some(set) = self.exact.take() {
+            self.registers = vec![0; 1 << Self::P];
+            for h in set {
+                Self::register(&mut self.registers, h);
+            }
+        }
+    }
+
+    /// Adds a value by its hash.
+    #[inline]
+    pub fn insert_hash(&mut self, h: u64) {
+        match &mut self.exact {
+            Some(set) => {
+                if set.insert(h) && set.len() > Self::EXACT_LIMIT {
+                    self.start_estimating();
+                }
+            }
+            None => Self::register(&mut self.registers, h),
+        }
+    }
+
+    /// Adds the values counted by `other`.
+    pub fn merge(&mut self, other: DistinctCounter) {
+        match (&mut self.exact, other.exact) {
+            (Some(set), Some(theirs)) => {
+                set.extend(theirs);
+                if set.len() > Self::EXACT_LIMIT {
+                    self.start_estimating();
+                }
+            }
+            (None, Some(theirs)) => {
+                for h in theirs {
+                    Self::register(&mut self.registers, h);
+                }
+            }
+            (_, None) => {
+                self.start_estimating();
+                for (r, o) in self.registers.iter_mut().zip(&other.registers) {
+                    *r = (*r).max(*o);
+                }
             }
         }
     }
@@ -88,16 +195,25 @@ impl Default for DistinctCounter {
 /// Quantile summary: exact (all values kept) up to
 /// [`QuantileSketch::EXACT_LIMIT`] values, then a KLL-style compactor
 /// hierarchy with `K` = 4096 items per level. Each compaction at level `h`
-/// keeps every other sorted item (random offset) with weight `2^(h+1)`,
-/// which shifts any rank by at most `2^h`; over all levels the rank error
-/// is at most `⌈log₂(n/K)⌉ / K · n` (≈ 0.4 % of n at 10⁹ rows) and is
-/// typically far smaller because the random offsets cancel.
+/// sorts the level (at least `K` items), keeps every other item (random
+/// offset) with weight `2^(h+1)`, which shifts any rank by at most `2^h`;
+/// a level compacts at most `n / (K·2^h)` times, so over all levels the
+/// rank error is at most `⌈log₂(n/K)⌉ / K · n` (≈ 0.4 % of n at 10⁹ rows)
+/// and typically far smaller because the random offsets cancel.
+///
+/// Parts of a stream summarized separately (in parallel) merge with
+/// [`QuantileSketch::merge`]; a part compacts itself in
+/// [`QuantileSketch::seal`] so the merge has little left to do. The result
+/// depends only on the sequence of parts, not on how they were scheduled.
 #[derive(Debug, Clone)]
 pub struct QuantileSketch {
     levels: Vec<Vec<f64>>,
     n: u64,
     exact: bool,
     rng: u64,
+    /// A sealed exact part: its values compacted, for a merge into a
+    /// sketch that is no longer exact.
+    compacted: Option<Vec<Vec<f64>>>,
 }
 
 impl QuantileSketch {
@@ -112,34 +228,79 @@ impl QuantileSketch {
             n: 0,
             exact: true,
             rng: 0x9e37_79b9_7f4a_7c15,
+            compacted: None,
         }
     }
 
     /// Adds a (finite) value.
+    #[inline]
     pub fn insert(&mut self, x: f64) {
         self.n += 1;
         self.levels[0].push(x);
         if self.exact {
             if self.levels[0].len() > Self::EXACT_LIMIT {
-                self.exact = false;
-                let all = std::mem::take(&mut self.levels[0]);
-                for chunk in all.chunks(Self::K) {
-                    self.levels[0].extend_from_slice(chunk);
-                    if self.levels[0].len() >= Self::K {
-                        self.compact(0);
-                    }
-                }
+                self.leave_exact();
             }
         } else if self.levels[0].len() >= Self::K {
             self.compact(0);
         }
     }
 
+    /// Leaves exact mode: the values kept so far become compactor levels.
+    fn leave_exact(&mut self) {
+        if !self.exact {
+            return;
+        }
+        self.exact = false;
+        let mut values = std::mem::take(&mut self.levels[0]);
+        values.sort_unstable_by(f64::total_cmp);
+        self.levels = compact_sorted(values, &mut self.rng);
+        self.compacted = None;
+    }
+
+    /// Ends a part: an exact part also keeps its values compacted (sorting
+    /// here, in parallel with other parts, rather than in the merge).
+    pub fn seal(&mut self) {
+        if self.exact && self.n as usize >= Self::K {
+            let mut values = self.levels[0].clone();
+            values.sort_unstable_by(f64::total_cmp);
+            // The offsets' coin flips are seeded by the content, so parts
+            // do not all round the same way.
+            let mut rng = hash_u64(self.n ^ values[values.len() / 2].to_bits()) | 1;
+            self.compacted = Some(compact_sorted(values, &mut rng));
+        }
+    }
+
+    /// Adds the values summarized by `other` (a later part of the stream).
+    pub fn merge(&mut self, other: QuantileSketch) {
+        if self.exact && other.exact && self.n + other.n <= Self::EXACT_LIMIT as u64 {
+            self.n += other.n;
+            self.levels[0].extend_from_slice(&other.levels[0]);
+            return;
+        }
+        self.leave_exact();
+        self.n += other.n;
+        let levels = match other.compacted {
+            Some(c) if other.exact => c,
+            _ => other.levels,
+        };
+        for (h, items) in levels.into_iter().enumerate() {
+            if self.levels.len() <= h {
+                self.levels.push(Vec::new());
+            }
+            self.levels[h].extend(items);
+        }
+        let mut h = 0;
+        while h < self.levels.len() {
+            if self.levels[h].len() >= Self::K {
+                self.compact(h);
+            }
+            h += 1;
+        }
+    }
+
     fn coin(&mut self) -> usize {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        (self.rng & 1) as usize
+        xorshift(&mut self.rng)
     }
 
     fn compact(&mut self, h: usize) {
@@ -257,6 +418,31 @@ impl QuantileSketch {
     }
 }
 
+fn xorshift(rng: &mut u64) -> usize {
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    (*rng & 1) as usize
+}
+
+/// Compactor levels for sorted values: level `h` keeps at most one item
+/// (the odd one out), everything else moves up while a level holds `K` or
+/// more. Each step is one compaction of a sorted buffer, within the error
+/// bound of [`QuantileSketch`].
+fn compact_sorted(sorted: Vec<f64>, rng: &mut u64) -> Vec<Vec<f64>> {
+    let mut levels = Vec::new();
+    let mut cur = sorted;
+    while cur.len() >= QuantileSketch::K {
+        let keep_last = if cur.len() % 2 == 1 { cur.pop() } else { None };
+        let off = xorshift(rng);
+        let promoted: Vec<f64> = cur.iter().skip(off).step_by(2).copied().collect();
+        levels.push(keep_last.into_iter().collect());
+        cur = promoted;
+    }
+    levels.push(cur);
+    levels
+}
+
 impl Default for QuantileSketch {
     fn default() -> Self {
         QuantileSketch::new()
@@ -268,7 +454,7 @@ impl Default for QuantileSketch {
 /// at most `error_bound()` below the true count).
 #[derive(Debug, Clone)]
 pub struct FrequentItems<K> {
-    counts: HashMap<K, u64>,
+    counts: HashMap<K, u64, BuildHasherDefault<FastHasher>>,
     capacity: usize,
     error: u64,
 }
@@ -277,7 +463,7 @@ impl<K: Hash + Eq + Clone + Ord> FrequentItems<K> {
     /// Tracks up to `capacity` values exactly.
     pub fn new(capacity: usize) -> FrequentItems<K> {
         FrequentItems {
-            counts: HashMap::new(),
+            counts: HashMap::default(),
             capacity,
             error: 0,
         }
@@ -294,6 +480,22 @@ impl<K: Hash + Eq + Clone + Ord> FrequentItems<K> {
             return;
         }
         self.counts.insert(v.to_owned(), 1);
+        if self.counts.len() > 2 * self.capacity {
+            self.prune();
+        }
+    }
+
+    /// Adds the counts of `other` (Misra–Gries summaries merge by adding
+    /// counters and pruning; the error bounds add up).
+    pub fn merge(&mut self, other: FrequentItems<K>) {
+        self.error += other.error;
+        if self.counts.is_empty() {
+            self.counts = other.counts;
+            return;
+        }
+        for (k, c) in other.counts {
+            *self.counts.entry(k).or_insert(0) += c;
+        }
         if self.counts.len() > 2 * self.capacity {
             self.prune();
         }
@@ -334,13 +536,13 @@ mod tests {
     fn distinct_exact_then_estimated_within_three_sigma() {
         let mut d = DistinctCounter::new();
         for i in 0..1000u64 {
-            d.insert_hash(hash64(&(i % 700)));
+            d.insert_hash(hash_u64(i % 700));
         }
         assert_eq!(d.estimate(), (700, true));
         let mut d = DistinctCounter::new();
         let n = 1_000_000u64;
         for i in 0..n {
-            d.insert_hash(hash64(&i));
+            d.insert_hash(hash_u64(i));
         }
         let (e, exact) = d.estimate();
         assert!(!exact);

@@ -25,6 +25,7 @@ mod error;
 pub mod migrations;
 pub mod monitor;
 pub mod objects;
+pub mod profiles;
 pub mod project;
 pub mod registry;
 pub mod tracking;

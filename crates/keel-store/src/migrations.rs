@@ -55,6 +55,7 @@ CREATE INDEX dataset_versions_hash ON dataset_versions (hash);
     crate::monitor::MONITOR_V1,
     PIPELINE_V1,
     PIPELINE_V2,
+    crate::profiles::PROFILES_V1,
 ];
 
 /// The run-cache by job: `keel run` reads the entries of a pipeline's jobs

@@ -7,10 +7,10 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use keel_data::drift::{ColumnOverride, DriftOptions, DriftReport, Method};
-use keel_data::profile::ColumnProfile;
+use keel_data::profile::{ColumnProfile, Profile, PROFILE_VERSION};
 use keel_data::{Contract, ValidationReport};
 
-use super::{CheckFailed, Global};
+use super::{block_on, CheckFailed, Global};
 
 /// `keel data profile FILE`.
 #[derive(clap::Args, Debug)]
@@ -18,6 +18,10 @@ pub struct ProfileArgs {
     /// A CSV, Parquet or Arrow IPC file.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
+    /// Recompute even when a profile of the same bytes is cached in the
+    /// project.
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 /// `keel data validate DATA --contract C`.
@@ -130,7 +134,7 @@ fn clip(s: &str, n: usize) -> String {
 /// `keel data profile FILE`.
 pub fn profile(global: &Global, args: ProfileArgs) -> Result<ExitCode> {
     let path = resolve(global, &args.file)?;
-    let p = keel_data::profile(&path)?;
+    let p = cached_profile(global, &path, args.no_cache)?;
     if global.json {
         println!("{}", p.to_json());
         return Ok(ExitCode::SUCCESS);
@@ -163,6 +167,52 @@ pub fn profile(global: &Global, args: ProfileArgs) -> Result<ExitCode> {
         )
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The profile of `path`; inside a keel project, looked up in (and else
+/// added to) the project's profiles by content hash and profiler version,
+/// so the profile of a versioned file is computed once.
+fn cached_profile(global: &Global, path: &Path, no_cache: bool) -> Result<Profile> {
+    if no_cache {
+        return Ok(keel_data::profile(path)?);
+    }
+    let store = match global.store() {
+        Ok(store) => store,
+        Err(e) => {
+            // Outside a project there is nowhere to keep a cache; a
+            // project whose DB cannot be opened only loses the cache.
+            if !matches!(
+                e.downcast_ref::<keel_store::StoreError>(),
+                Some(keel_store::StoreError::NotAProject { .. })
+            ) {
+                eprintln!("warning: profile not cached: {e:#}");
+            }
+            return Ok(keel_data::profile(path)?);
+        }
+    };
+    let stamp = |p: &Path| {
+        std::fs::metadata(p)
+            .and_then(|m| Ok((m.len(), m.modified()?)))
+            .with_context(|| format!("reading {}", p.display()))
+    };
+    let before = stamp(path)?;
+    let hash = keel_store::objects::hash_file(path)?.to_hex();
+    let version = i64::from(PROFILE_VERSION);
+    if let Some(json) = block_on(keel_store::profiles::get(&store.db, &hash, version))? {
+        // A row that no longer parses (an older layout under the same
+        // version) is recomputed rather than trusted.
+        if let Ok(p) = serde_json::from_str::<Profile>(&json) {
+            eprintln!("{}: cached profile of {}", path.display(), &hash[..12]);
+            return Ok(p);
+        }
+    }
+    let p = keel_data::profile(path)?;
+    // Bytes that changed while they were read are not what was hashed.
+    if stamp(path)? == before {
+        let json = serde_json::to_string(&p)?;
+        block_on(keel_store::profiles::put(&store.db, &hash, version, &json))?;
+    }
+    Ok(p)
 }
 
 fn profile_row(c: &ColumnProfile) -> Vec<String> {

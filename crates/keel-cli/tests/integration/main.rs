@@ -3,8 +3,9 @@
 mod data;
 mod demo;
 mod gates;
+mod pipeline;
+mod quality;
 mod retrain;
 mod serve;
-mod pipeline;
 mod tracking;
 mod util;
