@@ -342,15 +342,7 @@ impl KeelStore {
         let metrics: Vec<Metric> = job
             .metrics
             .iter()
-            .map(|(k, v)| Metric {
-                key: k.clone(),
-                value: *v,
-                timestamp: now,
-                step: 0,
-                model_id: None,
-                dataset_name: None,
-                dataset_digest: None,
-            })
+            .map(|(k, v)| Metric::summary(k.as_str(), *v, now))
             .collect();
         self.rt
             .block_on(async {

@@ -470,15 +470,7 @@ async fn record_gates(
         let now = keel_store::db::now_ms();
         let points: Vec<Metric> = metrics
             .iter()
-            .map(|(k, &value)| Metric {
-                key: k.clone(),
-                value,
-                timestamp: now,
-                step: 0,
-                model_id: None,
-                dataset_name: None,
-                dataset_digest: None,
-            })
+            .map(|(k, &value)| Metric::summary(k.as_str(), value, now))
             .collect();
         for chunk in points.chunks(validate::MAX_BATCH_METRICS) {
             runs::log_batch(store, run_id, chunk, &[], &[]).await?;

@@ -4,14 +4,13 @@
 //! recorded (cached jobs too), and `keel exp show` tabulates a 2x2 sweep.
 
 use std::collections::BTreeSet;
-use std::process::Command;
 
 use keel_pipeline::keelstore::KeelStore;
 use keel_pipeline::store::RunHistory;
 use keel_store::tracking::{experiments, runs, ViewType};
 use keel_store::{Overrides, Store};
 
-use crate::util::{sha256_tree, Env};
+use crate::util::{git, sha256_tree, Env};
 
 // Each script appends its job's name to ran.log (not an out), so the test
 // sees which scripts executed.
@@ -59,19 +58,6 @@ const TRAIN_JOBS: [&str; 4] = [
     "train: [0.2, adam]",
     "train: [0.2, sgd]",
 ];
-
-fn git(env: &Env, args: &[&str]) {
-    let ok = Command::new("git")
-        .args(args)
-        .current_dir(env.root())
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "git {args:?}");
-}
 
 /// The scripts that ran since the last call (and forgets them).
 fn take_ran(env: &Env) -> BTreeSet<String> {

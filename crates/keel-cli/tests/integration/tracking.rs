@@ -8,7 +8,7 @@ use std::process::Command;
 use keel_store::tracking::{experiments, runs};
 use keel_store::{Overrides, Store};
 
-use crate::util::Env;
+use crate::util::{git, Env};
 
 const PIPELINE: &str = r#"
 .keel:
@@ -39,19 +39,6 @@ log:
   script:
     - '"$KEEL_PYTHON" -c "import mlflow; mlflow.log_metric(\"py_metric\", 1.5, step=2)"'
 "#;
-
-fn git(env: &Env, args: &[&str]) {
-    let ok = Command::new("git")
-        .args(args)
-        .current_dir(env.root())
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "git {args:?}");
-}
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

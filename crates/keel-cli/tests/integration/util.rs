@@ -63,6 +63,20 @@ impl Env {
     }
 }
 
+/// Runs git in the test project with a fixed identity; panics on failure.
+pub fn git(env: &Env, args: &[&str]) {
+    let ok = Command::new("git")
+        .args(args)
+        .current_dir(env.root())
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "git {args:?}");
+}
+
 /// sha256 of every file under `dir` by relative path, computed by
 /// coreutils: independent of keel's own hashing.
 pub fn sha256_tree(dir: &Path) -> BTreeMap<String, String> {

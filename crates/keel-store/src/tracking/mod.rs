@@ -121,6 +121,22 @@ pub struct Metric {
     pub dataset_digest: Option<String>,
 }
 
+impl Metric {
+    /// A summary value (a job's or an evaluation's final metric): step 0,
+    /// tied to no logged model or dataset.
+    pub fn summary(key: impl Into<String>, value: f64, timestamp: i64) -> Metric {
+        Metric {
+            key: key.into(),
+            value,
+            timestamp,
+            step: 0,
+            model_id: None,
+            dataset_name: None,
+            dataset_digest: None,
+        }
+    }
+}
+
 /// A page of results and the token for the next one.
 #[derive(Debug, Clone)]
 pub struct Page<T> {
