@@ -3,8 +3,9 @@
 # response: the ceiling), with wrk on loopback, same model and machine.
 # Requests/s and p50/p99 for 1-row and 100-row MLflow `/invocations`
 # requests (`{"inputs": [[...]]}`) at 1, 16, 64 connections, and RSS after
-# each run. keel runs with the prediction log on (ack durability: every
-# answer waits for its fsync'd batch) and its /metrics.
+# each run. keel runs with the prediction log on (default `write` durability:
+# every answer waits until its record is written to the log) and its /metrics;
+# `keel-fsync` also waits for the fsync (power-cut durability).
 #
 #   bash bench/serve.sh [seconds per run, default 10]
 #
@@ -77,8 +78,12 @@ wait_up 18091; run keel 18091 /invocations "${pids[-1]}"
 echo "keel log: $(cat "$work"/log/predictions/*.csv | wc -l) lines in $(ls "$work"/log/predictions | wc -l) segments; $(curl -s http://127.0.0.1:18091/metrics | grep -E '^keel_prediction_log_(records|batches)_total|^keel_prediction_log_write_seconds_total' | tr '\n' ' ')"
 kill "${pids[-1]}"
 
-# The same server with `--log-durability async`: what the fsync before each
-# answer costs on this disk.
+# The same server with `--log-durability fsync` (every answer waits for its
+# batch's fsync: power-cut durability) and `async` (no answer waits).
+"$keel" serve "$work/model" --port 18094 --log-dir "$work/log-fsync" --log-durability fsync 2>"$work/keel-fsync.log" & pids+=($!)
+wait_up 18094; run keel-fsync 18094 /invocations "${pids[-1]}"
+kill "${pids[-1]}"
+
 "$keel" serve "$work/model" --port 18093 --log-dir "$work/log-async" --log-durability async 2>"$work/keel-async.log" & pids+=($!)
 wait_up 18093; run keel-async 18093 /invocations "${pids[-1]}"
 kill "${pids[-1]}"

@@ -21,19 +21,30 @@
 //!
 //! # Durability
 //!
-//! The writer drains everything queued (up to 4096 records), writes it
-//! with one `write`, calls `fdatasync` once, and only then completes the
-//! records' acknowledgements: one fsync per batch, shared by every request
-//! that arrived meanwhile (group commit).
+//! The writer drains everything queued (up to 4096 records) and writes it
+//! with one `write`; only then are the records' acknowledgements completed
+//! (group commit: one `write` per batch, shared by every request that
+//! arrived meanwhile).
 //!
 //! A request is **acknowledged** when the server has sent its 2xx response.
-//! With [`Durability::Ack`] (the default) the response is released only
-//! after the batch holding the request's record is on disk, so **every
-//! acknowledged request is in the log, even after `kill -9` or a power
-//! loss** (given a disk that honours fsync). If the log cannot be written
-//! the request fails with 503 and is not acknowledged. With
-//! [`Durability::Async`] responses do not wait: records of up to one batch
-//! (the last few milliseconds) can be lost on a crash.
+//! The response waits for its record according to [`Durability`]:
+//!
+//! - [`Durability::Write`] (the default): released once the batch holding
+//!   the record has been written to the log file, i.e. handed to the
+//!   kernel. **Every acknowledged request is in the log after `kill -9`
+//!   (or any crash) of the server process**: the page cache belongs to the
+//!   kernel, not to the process. A syncer thread `fdatasync`s the open
+//!   segments every [`SYNC_INTERVAL`], so a power cut or kernel crash can
+//!   lose at most the last interval's acknowledged records.
+//! - [`Durability::Fsync`]: released only after the batch is `fdatasync`ed,
+//!   so acknowledged requests also survive a power cut (given a disk that
+//!   honours fsync), at the cost of one fsync per batch on the request path.
+//! - [`Durability::Async`]: responses do not wait; records of up to one
+//!   batch (the last few milliseconds) can be lost even on a process crash.
+//!
+//! If the log cannot be written the request fails with 503 and is not
+//! acknowledged. Feedback labels always wait for their `fdatasync`. A
+//! segment is fsynced before it is closed.
 //!
 //! A crash can leave a partial last line (an unacknowledged batch cut
 //! mid-write); the server truncates it at startup and readers here ignore
@@ -67,14 +78,34 @@ pub const PRED_FIXED: &[&str] = &[
 /// Columns of a feedback segment.
 pub const FEEDBACK_COLUMNS: &[&str] = &["request_id", "row", "timestamp_ms", "label"];
 
-/// When responses are released relative to the log's fsync.
+/// When responses are released relative to the log's writes (see the
+/// module documentation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Durability {
-    /// A response waits until its record is fsynced (group commit).
-    Ack,
+    /// A response waits until its record is written to the file (survives
+    /// a crash of the process; fsynced within [`SYNC_INTERVAL`]).
+    Write,
+    /// A response waits until its record is fsynced (survives power loss).
+    Fsync,
     /// Responses do not wait; a crash may lose the last batch.
     Async,
 }
+
+impl Durability {
+    /// Parses the CLI spelling: `write`, `fsync` or `async`.
+    pub fn parse(s: &str) -> Option<Durability> {
+        match s {
+            "write" => Some(Durability::Write),
+            "fsync" => Some(Durability::Fsync),
+            "async" => Some(Durability::Async),
+            _ => None,
+        }
+    }
+}
+
+/// How often the syncer thread `fdatasync`s segments written in
+/// [`Durability::Write`] mode: the most a power cut can lose.
+pub const SYNC_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Where and how to write the log.
 #[derive(Clone, Debug)]
@@ -90,13 +121,13 @@ pub struct LogConfig {
 }
 
 impl LogConfig {
-    /// 64 MiB / 1 h segments, acknowledged writes.
+    /// 64 MiB / 1 h segments, [`Durability::Write`].
     pub fn new(dir: impl Into<PathBuf>) -> LogConfig {
         LogConfig {
             dir: dir.into(),
             max_segment_bytes: 64 << 20,
             max_segment_age: Duration::from_secs(3600),
-            durability: Durability::Ack,
+            durability: Durability::Write,
         }
     }
 }
@@ -182,9 +213,9 @@ impl PredictionLog {
         Ok(PredictionLog { tx, durability })
     }
 
-    /// Appends a record. With [`Durability::Ack`], returns once it is on
-    /// disk; an error means it is not (the request must not be
-    /// acknowledged).
+    /// Appends a record. Unless [`Durability::Async`], returns once it is
+    /// written (or fsynced); an error means it is not (the request must not
+    /// be acknowledged).
     pub async fn append(&self, record: Record) -> Result<()> {
         self.send(|ack| Msg::Pred(record, ack)).await
     }
@@ -216,7 +247,7 @@ impl PredictionLog {
                 .send(msg(None))
                 .await
                 .map_err(|_| ServeError::LogUnavailable("the writer stopped".into())),
-            Durability::Ack => {
+            Durability::Write | Durability::Fsync => {
                 let (ack, done) = oneshot::channel();
                 self.tx
                     .send(msg(Some(ack)))
@@ -281,7 +312,8 @@ pub fn csv_field(out: &mut String, v: &str) {
 }
 
 struct Segment {
-    file: File,
+    /// Shared with the syncer thread in [`Durability::Write`] mode.
+    file: Arc<File>,
     path: PathBuf,
     header: Option<Arc<[String]>>,
     bytes: u64,
@@ -295,6 +327,42 @@ struct Writer {
     pred: Option<Segment>,
     feedback: Option<Segment>,
     seq: u64,
+    /// Segments written since the syncer's last pass ([`Durability::Write`]).
+    unsynced: Arc<Unsynced>,
+}
+
+/// The hand-off between the writer and the syncer thread.
+#[derive(Default)]
+struct Unsynced {
+    files: std::sync::Mutex<Vec<Arc<File>>>,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+impl Unsynced {
+    fn mark(&self, file: &Arc<File>) {
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        if !files.iter().any(|f| Arc::ptr_eq(f, file)) {
+            files.push(file.clone());
+        }
+    }
+
+    /// `fdatasync`s every file marked since the last pass.
+    fn sync(&self, metrics: &Registry) {
+        let files = std::mem::take(&mut *self.files.lock().unwrap_or_else(|e| e.into_inner()));
+        for f in files {
+            if f.sync_data().is_err() {
+                metrics.log_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The syncer thread: one pass per [`SYNC_INTERVAL`] until stopped.
+    fn run(self: Arc<Self>, metrics: Arc<Registry>) {
+        while !self.stop.load(Ordering::Acquire) {
+            std::thread::park_timeout(SYNC_INTERVAL);
+            self.sync(&metrics);
+        }
+    }
 }
 
 impl Writer {
@@ -305,6 +373,7 @@ impl Writer {
             pred: None,
             feedback: None,
             seq: 0,
+            unsynced: Arc::default(),
         }
     }
 
@@ -330,7 +399,7 @@ impl Writer {
             File::open(parent)?.sync_all()?;
         }
         let mut seg = Segment {
-            file,
+            file: Arc::new(file),
             path,
             header: cols,
             bytes: 0,
@@ -343,6 +412,17 @@ impl Writer {
     }
 
     fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        // The syncer bounds what a power cut can take when responses only
+        // wait for the write; it never sits on the request path.
+        let syncer = (self.config.durability == Durability::Write)
+            .then(|| {
+                let (unsynced, metrics) = (self.unsynced.clone(), self.metrics.clone());
+                std::thread::Builder::new()
+                    .name("keel-predlog-sync".into())
+                    .spawn(move || unsynced.run(metrics))
+                    .ok()
+            })
+            .flatten();
         let mut batch = Vec::with_capacity(4096);
         while let Some(first) = rx.blocking_recv() {
             batch.push(first);
@@ -382,6 +462,11 @@ impl Writer {
             }
         }
         // Channel closed: flush what is open.
+        if let Some(t) = syncer {
+            self.unsynced.stop.store(true, Ordering::Release);
+            t.thread().unpark();
+            let _ = t.join();
+        }
         for seg in [self.pred.as_mut(), self.feedback.as_mut()]
             .into_iter()
             .flatten()
@@ -403,7 +488,7 @@ impl Writer {
                         .is_some_and(|h| Arc::ptr_eq(h, &r.columns) || **h == *r.columns);
                     if !same {
                         if let Some(mut old) = self.pred.take() {
-                            flush(&mut old)?;
+                            flush(&mut old, true)?;
                         }
                         let mut header: Vec<String> =
                             PRED_FIXED.iter().map(|s| (*s).to_string()).collect();
@@ -442,14 +527,18 @@ impl Writer {
                 }
             }
         }
+        let durability = self.config.durability;
         if dirty_pred {
             if let Some(seg) = self.pred.as_mut() {
-                flush(seg)?;
+                flush(seg, durability != Durability::Write)?;
+                if durability == Durability::Write {
+                    self.unsynced.mark(&seg.file);
+                }
             }
         }
         if dirty_fb {
             if let Some(seg) = self.feedback.as_mut() {
-                flush(seg)?;
+                flush(seg, true)?;
             }
         }
         let (max_b, max_age) = (self.config.max_segment_bytes, self.config.max_segment_age);
@@ -458,19 +547,26 @@ impl Writer {
                 .as_ref()
                 .is_some_and(|s| s.bytes >= max_b || s.opened.elapsed() >= max_age)
             {
-                *slot = None; // the next record opens a new segment
+                // A closed segment is on disk whatever the mode.
+                if let Some(seg) = slot.take() {
+                    seg.file.sync_data()?;
+                }
             }
         }
         Ok(())
     }
 }
 
-fn flush(seg: &mut Segment) -> std::io::Result<()> {
+/// Writes the segment's buffer with one `write`, then `fdatasync`s when
+/// `sync`.
+fn flush(seg: &mut Segment, sync: bool) -> std::io::Result<()> {
     if seg.buf.is_empty() {
         return Ok(());
     }
-    seg.file.write_all(seg.buf.as_bytes())?;
-    seg.file.sync_data()?;
+    (&*seg.file).write_all(seg.buf.as_bytes())?;
+    if sync {
+        seg.file.sync_data()?;
+    }
     seg.bytes += seg.buf.len() as u64;
     seg.buf.clear();
     let _ = &seg.path;

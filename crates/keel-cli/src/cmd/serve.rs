@@ -32,8 +32,10 @@ pub struct ServeArgs {
     /// Do not log predictions.
     #[arg(long, conflicts_with = "log_dir")]
     no_log: bool,
-    /// `ack`: answer after the record is fsynced; `async`: do not wait.
-    #[arg(long, default_value = "ack", value_parser = ["ack", "async"])]
+    /// When a response waits for its log record: `write` (written to the
+    /// file: survives a crash of the server), `fsync` (on disk: survives a
+    /// power cut), `async` (does not wait).
+    #[arg(long, default_value = "write", value_parser = ["write", "fsync", "async"])]
     log_durability: String,
     /// Close a log segment above this many MiB.
     #[arg(long, default_value_t = 64)]
@@ -95,11 +97,8 @@ pub fn serve(global: &Global, args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     if let Some(dir) = log_dir {
         let mut log = LogConfig::new(&dir);
-        log.durability = if args.log_durability == "async" {
-            Durability::Async
-        } else {
-            Durability::Ack
-        };
+        log.durability = Durability::parse(&args.log_durability)
+            .with_context(|| format!("--log-durability {}", args.log_durability))?;
         log.max_segment_bytes = args.log_segment_mib << 20;
         log.max_segment_age =
             monitor::parse_duration(&args.log_segment_age).with_context(|| {

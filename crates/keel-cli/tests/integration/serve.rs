@@ -295,16 +295,31 @@ fn read_log(dir: &Path) -> BTreeMap<(String, i64), i64> {
 
 /// kill -9 in the middle of steady traffic: every request that got its 200
 /// (the acknowledgement, see the README's durability guarantee) is in the
-/// log afterwards with all its rows, read back by `keel_data::read`.
+/// log afterwards with all its rows, read back by `keel_data::read`. The
+/// default durability (`write`: answered once the record is in the file).
 #[test]
 fn sigkill_under_load_loses_no_acknowledged_request() {
+    sigkill_under_load(&[]);
+}
+
+/// The same with `--log-durability fsync` (answered once fsynced).
+#[test]
+fn sigkill_under_load_loses_no_acknowledged_request_fsync() {
+    sigkill_under_load(&["--log-durability", "fsync"]);
+}
+
+fn sigkill_under_load(durability: &[&str]) {
     let env = Env::new();
     env.write(
         "train.csv",
         labelled_csv(&rows(500, 1, 0.0), 2, false).as_bytes(),
     );
     train(&env, "train.csv", "model");
-    let mut server = Server::start(&env, &["model", "--log-dir", "log"]);
+    let args: Vec<&str> = ["model", "--log-dir", "log"]
+        .into_iter()
+        .chain(durability.iter().copied())
+        .collect();
+    let mut server = Server::start(&env, &args);
     let addr = server.addr;
 
     let traffic = rows(64, 3, 0.0);
@@ -394,7 +409,7 @@ fn sigkill_under_load_loses_no_acknowledged_request() {
     );
 
     // The restarted server repairs a torn last line and keeps logging.
-    let server = Server::start(&env, &["model", "--log-dir", "log"]);
+    let server = Server::start(&env, &args);
     let after = Conn::open(server.addr).unwrap().request(
         "POST",
         "/invocations",
