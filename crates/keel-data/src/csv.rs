@@ -50,6 +50,9 @@ pub(crate) struct Chunks {
     buf: Vec<u8>,
     eof: bool,
     chunk_bytes: usize,
+    /// Buffers of chunks already consumed, handed back by [`Chunks::recycle`]:
+    /// a fresh 4 MiB buffer per chunk costs its page faults every time.
+    spare: Vec<Vec<u8>>,
 }
 
 impl Chunks {
@@ -63,7 +66,14 @@ impl Chunks {
             buf: Vec::new(),
             eof: false,
             chunk_bytes: chunk_bytes.max(1),
+            spare: Vec::new(),
         })
+    }
+
+    /// Takes back the buffer of a consumed chunk for a later one.
+    pub fn recycle(&mut self, mut bytes: Vec<u8>) {
+        bytes.clear();
+        self.spare.push(bytes);
     }
 
     fn fill(&mut self, want: usize) -> Result<()> {
@@ -104,8 +114,11 @@ impl Chunks {
                 want *= 2;
                 continue;
             }
-            let rest = self.buf.split_off(cut);
-            let bytes = std::mem::replace(&mut self.buf, rest);
+            // The partial record after the cut starts the next buffer.
+            let mut next = self.spare.pop().unwrap_or_default();
+            next.extend_from_slice(&self.buf[cut..]);
+            self.buf.truncate(cut);
+            let bytes = std::mem::replace(&mut self.buf, next);
             return Ok(Some(Chunk { bytes }));
         }
     }
@@ -270,11 +283,11 @@ static REGEX_SET: LazyLock<RegexSet> = LazyLock::new(|| {
 const BOOL: u16 = 1;
 const INT: u16 = 1 << 1;
 const FLOAT: u16 = 1 << 2;
-const UTF8: u16 = 1 << 8;
+pub(crate) const UTF8: u16 = 1 << 8;
 
 /// arrow-csv's `InferredDataType::update` for one non-null value: the bit
 /// of its type.
-fn classify(s: &str) -> u16 {
+pub(crate) fn classify(s: &str) -> u16 {
     let b = s.as_bytes();
     if b.first() == Some(&b'"') {
         return UTF8;
@@ -365,28 +378,23 @@ fn data_type(packed: u16) -> DataType {
     }
 }
 
-/// [`infer_chunk`] straight on `csv-core` (the parser inside arrow's
-/// reader, same configuration), classifying field bytes without building
-/// arrays. `None` when the chunk has a record of the wrong width or
-/// invalid UTF-8: arrow's reader then produces its own error.
-fn infer_chunk_fast(
+/// Calls `record` with each record of `chunk` (at most `limit`), parsed by
+/// `csv-core` as arrow's reader configures it: the unescaped field bytes
+/// and each field's end in them. The number of records, or `None` when a
+/// record has other than `columns` fields (arrow's reader then produces
+/// its own error) or `record` returned false.
+pub(crate) fn for_each_record(
     chunk: &[u8],
     columns: usize,
-    limit: Option<usize>,
-    open: &[usize],
-) -> Option<(Vec<u16>, u64)> {
-    let mut bits = vec![0u16; columns];
-    let mut wanted = vec![false; columns];
-    for &i in open {
-        wanted[i] = true;
-    }
+    limit: u64,
+    mut record: impl FnMut(&[u8], &[usize]) -> bool,
+) -> Option<u64> {
     let mut reader = csv_core::Reader::new();
     let mut out = vec![0u8; 1 << 12];
     let mut ends = vec![0usize; columns + 1];
     let (mut outlen, mut endlen) = (0, 0);
     let mut input = chunk;
     let mut rows = 0u64;
-    let limit = limit.unwrap_or(usize::MAX) as u64;
     while rows < limit {
         let (res, nin, nout, nend) =
             reader.read_record(input, &mut out[outlen..], &mut ends[endlen..]);
@@ -398,23 +406,8 @@ fn infer_chunk_fast(
             csv_core::ReadRecordResult::OutputFull => out.resize(out.len() * 2, 0),
             csv_core::ReadRecordResult::OutputEndsFull => ends.resize(ends.len() * 2, 0),
             csv_core::ReadRecordResult::Record => {
-                if endlen != columns {
+                if endlen != columns || !record(&out[..outlen], &ends[..columns]) {
                     return None;
-                }
-                let mut start = 0;
-                for (i, &end) in ends[..columns].iter().enumerate() {
-                    let field = &out[start..end];
-                    start = end;
-                    if !wanted[i] || field.is_empty() {
-                        continue;
-                    }
-                    let Ok(v) = std::str::from_utf8(field) else {
-                        return None;
-                    };
-                    bits[i] |= classify(v);
-                    if bits[i] & UTF8 != 0 {
-                        wanted[i] = false;
-                    }
                 }
                 rows += 1;
                 outlen = 0;
@@ -423,6 +416,42 @@ fn infer_chunk_fast(
             csv_core::ReadRecordResult::End => break,
         }
     }
+    Some(rows)
+}
+
+/// [`infer_chunk`] straight on `csv-core`, classifying field bytes without
+/// building arrays. `None` when the chunk has a record of the wrong width
+/// or invalid UTF-8: arrow's reader then produces its own error.
+fn infer_chunk_fast(
+    chunk: &[u8],
+    columns: usize,
+    limit: Option<usize>,
+    open: &[usize],
+) -> Option<(Vec<u16>, u64)> {
+    let mut bits = vec![0u16; columns];
+    let mut wanted = vec![false; columns];
+    for &i in open {
+        wanted[i] = true;
+    }
+    let limit = limit.unwrap_or(usize::MAX) as u64;
+    let rows = for_each_record(chunk, columns, limit, |out, ends| {
+        let mut start = 0;
+        for (i, &end) in ends.iter().enumerate() {
+            let field = &out[start..end];
+            start = end;
+            if !wanted[i] || field.is_empty() {
+                continue;
+            }
+            let Ok(v) = std::str::from_utf8(field) else {
+                return false;
+            };
+            bits[i] |= classify(v);
+            if bits[i] & UTF8 != 0 {
+                wanted[i] = false;
+            }
+        }
+        true
+    })?;
     Some((open.iter().map(|&i| bits[i]).collect(), rows))
 }
 
@@ -462,15 +491,47 @@ fn infer_chunk(
     Ok((packed, rows))
 }
 
-/// The schema arrow-csv infers for the CSV file `path` (types from every
-/// record when `max_records` is `None`, else from the first that many),
-/// computed over chunks in parallel, and the offset of the first record.
-/// `Ok(None)` when the file is not splittable.
+/// Which records a schema is inferred from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sample {
+    /// Every record (arrow's inference with no record limit).
+    All,
+    /// The first that many records.
+    Records(usize),
+    /// The records of the first chunk: a guess, for a reader that checks
+    /// it against every record as it goes ([`types_match`]).
+    FirstChunk,
+}
+
+/// The type bits of the `columns` of `schema` over every record of one
+/// chunk.
+pub(crate) fn type_bits(
+    chunk: &[u8],
+    schema: &Schema,
+    columns: &[usize],
+) -> std::result::Result<Vec<u16>, ArrowError> {
+    let strings = Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ));
+    Ok(infer_chunk(chunk, &strings, None, columns)?.0)
+}
+
+/// The schema arrow-csv infers for the CSV file `path` from the records of
+/// `sample`, computed over chunks in parallel, and the offset of the first
+/// record. `Ok(None)` when the file is not splittable.
 pub(crate) fn infer_schema(
     path: &Path,
-    max_records: Option<usize>,
+    sample: Sample,
     chunk_bytes: usize,
 ) -> Result<Option<(SchemaRef, u64)>> {
+    let max_records = match sample {
+        Sample::Records(n) => Some(n),
+        Sample::All | Sample::FirstChunk => None,
+    };
     let (names, start) = header(path)?;
     let strings: SchemaRef = Arc::new(Schema::new(
         names
@@ -481,7 +542,10 @@ pub(crate) fn infer_schema(
     let mut chunks = Chunks::open(path, start, chunk_bytes)?;
     let mut packed = vec![0u16; names.len()];
     let mut rows = 0u64;
-    let round = rayon::current_num_threads().clamp(1, 16);
+    let round = match sample {
+        Sample::FirstChunk => 1,
+        Sample::All | Sample::Records(_) => rayon::current_num_threads().clamp(1, 16),
+    };
     'outer: loop {
         let mut batch = Vec::with_capacity(round);
         while batch.len() < round {
@@ -537,13 +601,31 @@ pub(crate) fn infer_schema(
                 break 'outer;
             }
         }
+        if sample == Sample::FirstChunk {
+            break;
+        }
     }
+    Ok(Some((schema_of(&names, &packed), start)))
+}
+
+/// The schema of columns `names` with the type bits `packed`.
+fn schema_of(names: &[String], packed: &[u16]) -> SchemaRef {
     let fields: Vec<Field> = names
         .iter()
-        .zip(&packed)
+        .zip(packed)
         .map(|(n, p)| Field::new(n, data_type(*p), true))
         .collect();
-    Ok(Some((Arc::new(Schema::new(fields)), start)))
+    Arc::new(Schema::new(fields))
+}
+
+/// Whether type bits gathered over every record (with [`classify`]) give
+/// the types of `schema`.
+pub(crate) fn types_match(schema: &Schema, packed: &[u16]) -> bool {
+    schema
+        .fields()
+        .iter()
+        .zip(packed)
+        .all(|(f, p)| *f.data_type() == data_type(*p))
 }
 
 #[cfg(test)]

@@ -23,7 +23,10 @@
 
 use std::path::Path;
 
-use arrow_array::{Array, RecordBatch};
+use arrow_array::types::{Float64Type, Int64Type};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_cast::parse::Parser;
+use arrow_schema::DataType;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -236,6 +239,12 @@ where
 
 /// The CSV fast path: `Ok(None)` when the file cannot be cut into chunks
 /// (see [`crate::csv`]) and must be read sequentially.
+///
+/// A file whose schema is inferred from every record is read once: the
+/// schema is guessed from its first chunk, and the pass that summarizes the
+/// records also classifies them as inference does. Only when the types
+/// found differ from the guess (integers until a decimal in the last chunk)
+/// is the file read again, under the schema inferred from every record.
 fn profile_csv(path: &Path, options: &ReadOptions, chunk_bytes: usize) -> Result<Option<Profile>> {
     let size = std::fs::metadata(path)
         .map_err(|source| DataError::Io {
@@ -243,16 +252,137 @@ fn profile_csv(path: &Path, options: &ReadOptions, chunk_bytes: usize) -> Result
             source,
         })?
         .len();
-    let max_records = (size > options.csv_full_inference_bytes).then_some(options.csv_infer_rows);
-    let Some((schema, start)) = csv::infer_schema(path, max_records, chunk_bytes)? else {
+    let sample = if size > options.csv_full_inference_bytes {
+        csv::Sample::Records(options.csv_infer_rows)
+    } else {
+        let Some((guess, start)) = csv::infer_schema(path, csv::Sample::FirstChunk, chunk_bytes)?
+        else {
+            return Ok(None);
+        };
+        match scan_csv(
+            path,
+            CsvPlan::new(guess, Types::Guessed),
+            start,
+            chunk_bytes,
+        )? {
+            Scan::Done(p) => return Ok(Some(p)),
+            Scan::NotSplittable => return Ok(None),
+            Scan::Mistyped => csv::Sample::All,
+        }
+    };
+    let Some((schema, start)) = csv::infer_schema(path, sample, chunk_bytes)? else {
         return Ok(None);
     };
+    match scan_csv(
+        path,
+        CsvPlan::new(schema, Types::Inferred),
+        start,
+        chunk_bytes,
+    )? {
+        Scan::Done(p) => Ok(Some(p)),
+        // `Mistyped` only comes from a guessed schema.
+        Scan::NotSplittable | Scan::Mistyped => Ok(None),
+    }
+}
+
+/// Whether a CSV schema is the one inferred for the file or a guess.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Types {
+    /// Inferred by the rules of arrow-csv over the sample it needs.
+    Inferred,
+    /// Guessed from a part of the file: to be checked on every record.
+    Guessed,
+}
+
+/// How one CSV column is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// Int64, parsed from the field.
+    Int,
+    /// Float64, parsed from the field.
+    Float,
+    /// Utf8, the field itself.
+    Str,
+    /// Other types (booleans, dates, timestamps, all-null): through arrow's
+    /// reader, whose conversions are not worth repeating.
+    Arrow,
+}
+
+/// How the chunks of one CSV file are read.
+struct CsvPlan {
+    schema: arrow_schema::SchemaRef,
+    reads: Vec<Read>,
+    /// The columns read as [`Read::Arrow`].
+    arrow: Vec<usize>,
+    /// The columns whose values are classified, to check a guessed type
+    /// (strings are strings whatever comes later).
+    check: Vec<bool>,
+}
+
+impl CsvPlan {
+    fn new(schema: arrow_schema::SchemaRef, types: Types) -> CsvPlan {
+        let reads: Vec<Read> = schema
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                DataType::Int64 => Read::Int,
+                DataType::Float64 => Read::Float,
+                DataType::Utf8 => Read::Str,
+                _ => Read::Arrow,
+            })
+            .collect();
+        let arrow = (0..reads.len())
+            .filter(|&i| reads[i] == Read::Arrow)
+            .collect();
+        let check = schema
+            .fields()
+            .iter()
+            .map(|f| types == Types::Guessed && *f.data_type() != DataType::Utf8)
+            .collect();
+        CsvPlan {
+            schema,
+            reads,
+            arrow,
+            check,
+        }
+    }
+}
+
+/// The outcome of [`scan_csv`].
+enum Scan {
+    Done(Profile),
+    NotSplittable,
+    /// The guessed schema is not the inferred one.
+    Mistyped,
+}
+
+/// Profiles the records of the CSV file `path` from byte `start` on, in
+/// chunks summarized in parallel and merged in file order.
+fn scan_csv(path: &Path, plan: CsvPlan, start: u64, chunk_bytes: usize) -> Result<Scan> {
     let mut chunks = csv::Chunks::open(path, start, chunk_bytes)?;
     let round = round_size();
-    let mut profiler = Profiler::new(schema.fields());
+    let mut profiler = Profiler::new(plan.schema.fields());
+    // Type bits over every record; strings need no checking.
+    let mut packed: Vec<u16> = plan
+        .schema
+        .fields()
+        .iter()
+        .map(|f| {
+            if *f.data_type() == DataType::Utf8 {
+                csv::UTF8
+            } else {
+                0
+            }
+        })
+        .collect();
+    let guessed = plan.check.contains(&true);
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel(round);
+        let (recycle, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
         scope.spawn(move || loop {
+            for bytes in recycled.try_iter() {
+                chunks.recycle(bytes);
+            }
             let next = chunks.next_chunk();
             let stop = !matches!(next, Ok(Some(_)));
             if tx.send(next).is_err() || stop {
@@ -270,26 +400,35 @@ fn profile_csv(path: &Path, options: &ReadOptions, chunk_bytes: usize) -> Result
                         break;
                     }
                     Ok(Err(csv::SplitError::Data(e))) => return Err(e),
-                    Ok(Err(csv::SplitError::NotSplittable)) => return Ok(None),
+                    Ok(Err(csv::SplitError::NotSplittable)) => return Ok(Scan::NotSplittable),
                 }
             }
             let summaries: Vec<_> = parts
                 .par_iter()
-                .map(|c| {
-                    let batches = csv::decode(&c.bytes, schema.clone(), None, None)
-                        .map_err(PartError::Csv)?;
-                    profiler.summarize(&batches).map_err(PartError::Data)
-                })
+                .map(|c| profiler.summarize_csv(&c.bytes, &plan))
                 .collect();
-            for s in summaries {
+            for (s, c) in summaries.into_iter().zip(parts) {
                 match s {
-                    Ok(s) => profiler.merge(s),
+                    Ok((s, bits)) => {
+                        profiler.merge(s);
+                        for (p, b) in packed.iter_mut().zip(bits) {
+                            *p |= b;
+                        }
+                    }
+                    // Under a guessed type a value that does not parse may
+                    // just mean the guess was wrong.
+                    Err(PartError::Csv(_)) if guessed => return Ok(Scan::Mistyped),
                     Err(PartError::Csv(e)) => return Err(csv::chunk_error(path, e, profiler.rows)),
                     Err(PartError::Data(e)) => return Err(e),
                 }
+                // The reader may be gone (the last chunk was read).
+                let _ = recycle.send(c.bytes);
             }
             if done {
-                return Ok(Some(profiler.finish()));
+                if guessed && !csv::types_match(&plan.schema, &packed) {
+                    return Ok(Scan::Mistyped);
+                }
+                return Ok(Scan::Done(profiler.finish()));
             }
         }
     })
@@ -338,17 +477,7 @@ impl Profiler {
             .map(|(i, global)| {
                 let mut acc = global.fresh();
                 for batch in batches {
-                    let array = batch.column(i);
-                    if acc.physical == Physical::Other {
-                        acc.rows += array.len() as u64;
-                        acc.nulls += array.null_count() as u64;
-                        continue;
-                    }
-                    let values = Values::from_array(array).ok_or_else(|| DataError::Column {
-                        column: acc.name.clone(),
-                        message: format!("cannot read type {}", array.data_type()),
-                    })?;
-                    acc.push(&values);
+                    acc.push_array(batch.column(i))?;
                 }
                 acc.quantiles.seal();
                 Ok(acc)
@@ -358,6 +487,99 @@ impl Profiler {
             rows: batches.iter().map(|b| b.num_rows() as u64).sum(),
             columns,
         })
+    }
+
+    /// Summarizes one CSV chunk read straight from `csv-core`'s fields (see
+    /// [`CsvPlan`]), and the type bits of its records where `plan` checks
+    /// them. Any record the direct reading cannot take (a parse failure,
+    /// the wrong width, invalid UTF-8) sends the whole chunk through arrow's
+    /// reader, which either reads it the same way or gives its own error.
+    fn summarize_csv(
+        &self,
+        bytes: &[u8],
+        plan: &CsvPlan,
+    ) -> std::result::Result<(Summary, Vec<u16>), PartError> {
+        let mut columns: Vec<Acc> = self.columns.iter().map(Acc::fresh).collect();
+        let mut bits = vec![0u16; columns.len()];
+        let rows = csv::for_each_record(bytes, columns.len(), u64::MAX, |out, ends| {
+            let mut start = 0;
+            for (i, &end) in ends.iter().enumerate() {
+                let field = &out[start..end];
+                start = end;
+                let read = plan.reads[i];
+                if read == Read::Arrow && !plan.check[i] {
+                    continue;
+                }
+                if field.is_empty() {
+                    // Every type reads an empty field as null, as arrow does.
+                    if read != Read::Arrow {
+                        columns[i].nulls += 1;
+                    }
+                    continue;
+                }
+                let Ok(s) = std::str::from_utf8(field) else {
+                    return false;
+                };
+                if plan.check[i] {
+                    bits[i] |= csv::classify(s);
+                }
+                // The parsers arrow's reader calls, so values are the same.
+                match read {
+                    Read::Int => match Int64Type::parse(s) {
+                        Some(v) => columns[i].int(v),
+                        None => return false,
+                    },
+                    Read::Float => match Float64Type::parse(s) {
+                        Some(v) => columns[i].float(v),
+                        None => return false,
+                    },
+                    Read::Str => columns[i].string(s),
+                    Read::Arrow => {}
+                }
+            }
+            true
+        });
+        let Some(rows) = rows else {
+            return self.summarize_csv_with_arrow(bytes, plan);
+        };
+        for (acc, read) in columns.iter_mut().zip(&plan.reads) {
+            if *read != Read::Arrow {
+                acc.rows += rows;
+            }
+        }
+        if !plan.arrow.is_empty() {
+            let batches = csv::decode(bytes, plan.schema.clone(), None, Some(plan.arrow.clone()))
+                .map_err(PartError::Csv)?;
+            for batch in &batches {
+                for (array, &i) in batch.columns().iter().zip(&plan.arrow) {
+                    columns[i].push_array(array).map_err(PartError::Data)?;
+                }
+            }
+        }
+        for acc in &mut columns {
+            acc.quantiles.seal();
+        }
+        Ok((Summary { rows, columns }, bits))
+    }
+
+    /// [`Profiler::summarize_csv`] through arrow's reader.
+    fn summarize_csv_with_arrow(
+        &self,
+        bytes: &[u8],
+        plan: &CsvPlan,
+    ) -> std::result::Result<(Summary, Vec<u16>), PartError> {
+        let batches =
+            csv::decode(bytes, plan.schema.clone(), None, None).map_err(PartError::Csv)?;
+        let summary = self.summarize(&batches).map_err(PartError::Data)?;
+        let mut bits = vec![0u16; plan.check.len()];
+        if plan.check.contains(&true) {
+            let checked: Vec<usize> = (0..bits.len()).filter(|&i| plan.check[i]).collect();
+            let found = csv::type_bits(bytes, &plan.schema, &checked).map_err(PartError::Csv)?;
+            for (&i, b) in checked.iter().zip(found) {
+                bits[i] = b;
+            }
+        }
+        Ok((summary, bits))
     }
 
     /// Adds a later part.
@@ -519,24 +741,49 @@ impl Acc {
         }
     }
 
+    #[inline]
+    fn int(&mut self, v: i64) {
+        self.distinct.insert_hash(hash_u64(v as u64));
+        self.ints.insert(&v);
+        self.number(v as f64);
+    }
+
+    #[inline]
+    fn float(&mut self, v: f64) {
+        if v.is_finite() {
+            self.distinct.insert_hash(hash_f64(v));
+        }
+        self.number(v);
+    }
+
+    /// Adds the values of an array of this column.
+    fn push_array(&mut self, array: &ArrayRef) -> Result<()> {
+        if self.physical == Physical::Other {
+            self.rows += array.len() as u64;
+            self.nulls += array.null_count() as u64;
+            return Ok(());
+        }
+        let values = Values::from_array(array).ok_or_else(|| DataError::Column {
+            column: self.name.clone(),
+            message: format!("cannot read type {}", array.data_type()),
+        })?;
+        self.push(&values);
+        Ok(())
+    }
+
     fn push(&mut self, values: &Values) {
         self.rows += values.len() as u64;
         match values {
             Values::Int(a) => {
                 self.nulls += a.null_count() as u64;
                 for v in a.iter().flatten() {
-                    self.distinct.insert_hash(hash_u64(v as u64));
-                    self.ints.insert(&v);
-                    self.number(v as f64);
+                    self.int(v);
                 }
             }
             Values::Float(a) => {
                 self.nulls += a.null_count() as u64;
                 for v in a.iter().flatten() {
-                    if v.is_finite() {
-                        self.distinct.insert_hash(hash_f64(v));
-                    }
-                    self.number(v);
+                    self.float(v);
                 }
             }
             Values::Str(a) => {
