@@ -378,16 +378,83 @@ fn data_type(packed: u16) -> DataType {
     }
 }
 
-/// Calls `record` with each record of `chunk` (at most `limit`), parsed by
-/// `csv-core` as arrow's reader configures it: the unescaped field bytes
-/// and each field's end in them. The number of records, or `None` when a
-/// record has other than `columns` fields (arrow's reader then produces
-/// its own error) or `record` returned false.
+/// Calls `record` with the fields of each record of `chunk` (at most
+/// `limit`), as `csv-core` configured as arrow's reader splits them. The
+/// number of records, or `None` when a record has other than `columns`
+/// fields or is not UTF-8 (arrow's reader then produces its own error), or
+/// `record` returned false.
 pub(crate) fn for_each_record(
     chunk: &[u8],
     columns: usize,
     limit: u64,
-    mut record: impl FnMut(&[u8], &[usize]) -> bool,
+    mut record: impl FnMut(&[&str]) -> bool,
+) -> Option<u64> {
+    match plain_text(chunk) {
+        Some(text) => plain_records(text, columns, limit, |f| record(f)),
+        None => quoted_records(chunk, columns, limit, record),
+    }
+}
+
+/// `chunk` as text when it has no quote and no carriage return, the common
+/// case that [`plain_records`] reads.
+pub(crate) fn plain_text(chunk: &[u8]) -> Option<&str> {
+    if memchr::memchr2(b'"', b'\r', chunk).is_some() {
+        return None;
+    }
+    std::str::from_utf8(chunk).ok()
+}
+
+/// [`for_each_record`] on text without quotes or carriage returns. There
+/// `csv-core`'s records are the non-empty lines (it skips empty ones) and
+/// its fields the text between commas, so one vectorized scan for commas
+/// and newlines finds them, and the fields are slices of the text itself.
+pub(crate) fn plain_records<'a>(
+    text: &'a str,
+    columns: usize,
+    limit: u64,
+    mut record: impl FnMut(&[&'a str]) -> bool,
+) -> Option<u64> {
+    let bytes = text.as_bytes();
+    let mut fields: Vec<&'a str> = Vec::with_capacity(columns);
+    let mut rows = 0u64;
+    let mut start = 0;
+    for i in memchr::memchr2_iter(b',', b'\n', bytes) {
+        if rows == limit {
+            return Some(rows);
+        }
+        // Commas and newlines are ASCII: always character boundaries.
+        fields.push(&text[start..i]);
+        start = i + 1;
+        if bytes[i] == b'\n' {
+            if fields.len() == 1 && fields[0].is_empty() {
+                fields.clear();
+                continue;
+            }
+            if fields.len() != columns || !record(&fields) {
+                return None;
+            }
+            rows += 1;
+            fields.clear();
+        }
+    }
+    // The last record of the file may have no newline.
+    if rows < limit && (start < bytes.len() || !fields.is_empty()) {
+        fields.push(&text[start..]);
+        if fields.len() != columns || !record(&fields) {
+            return None;
+        }
+        rows += 1;
+    }
+    Some(rows)
+}
+
+/// [`for_each_record`] through `csv-core` itself, for chunks with quotes
+/// or carriage returns.
+fn quoted_records(
+    chunk: &[u8],
+    columns: usize,
+    limit: u64,
+    mut record: impl FnMut(&[&str]) -> bool,
 ) -> Option<u64> {
     let mut reader = csv_core::Reader::new();
     let mut out = vec![0u8; 1 << 12];
@@ -406,7 +473,18 @@ pub(crate) fn for_each_record(
             csv_core::ReadRecordResult::OutputFull => out.resize(out.len() * 2, 0),
             csv_core::ReadRecordResult::OutputEndsFull => ends.resize(ends.len() * 2, 0),
             csv_core::ReadRecordResult::Record => {
-                if endlen != columns || !record(&out[..outlen], &ends[..columns]) {
+                if endlen != columns {
+                    return None;
+                }
+                let text = std::str::from_utf8(&out[..outlen]).ok()?;
+                let mut fields = Vec::with_capacity(columns);
+                let mut start = 0;
+                for &end in &ends[..columns] {
+                    // Not a boundary when a character was split by quotes.
+                    fields.push(text.get(start..end)?);
+                    start = end;
+                }
+                if !record(&fields) {
                     return None;
                 }
                 rows += 1;
@@ -419,9 +497,10 @@ pub(crate) fn for_each_record(
     Some(rows)
 }
 
-/// [`infer_chunk`] straight on `csv-core`, classifying field bytes without
-/// building arrays. `None` when the chunk has a record of the wrong width
-/// or invalid UTF-8: arrow's reader then produces its own error.
+/// [`infer_chunk`] classifying fields as [`for_each_record`] splits them,
+/// without building arrays. `None` when the chunk has a record of the
+/// wrong width or invalid UTF-8: arrow's reader then produces its own
+/// error.
 fn infer_chunk_fast(
     chunk: &[u8],
     columns: usize,
@@ -434,17 +513,11 @@ fn infer_chunk_fast(
         wanted[i] = true;
     }
     let limit = limit.unwrap_or(usize::MAX) as u64;
-    let rows = for_each_record(chunk, columns, limit, |out, ends| {
-        let mut start = 0;
-        for (i, &end) in ends.iter().enumerate() {
-            let field = &out[start..end];
-            start = end;
-            if !wanted[i] || field.is_empty() {
+    let rows = for_each_record(chunk, columns, limit, |fields| {
+        for (i, v) in fields.iter().enumerate() {
+            if !wanted[i] || v.is_empty() {
                 continue;
             }
-            let Ok(v) = std::str::from_utf8(field) else {
-                return false;
-            };
             bits[i] |= classify(v);
             if bits[i] & UTF8 != 0 {
                 wanted[i] = false;

@@ -21,6 +21,8 @@
 //! [`PROFILE_VERSION`]; the caller keys its cache by the content hash and
 //! this version.
 
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::path::Path;
 
 use arrow_array::types::{Float64Type, Int64Type};
@@ -35,7 +37,7 @@ use crate::csv;
 use crate::error::{DataError, Result};
 use crate::read::{self, ReadOptions};
 use crate::sketch::{
-    hash_bytes, hash_f64, hash_u64, DistinctCounter, FrequentItems, QuantileSketch,
+    hash_bytes, hash_f64, hash_u64, DistinctCounter, FrequentItems, PreHashed, QuantileSketch,
 };
 
 /// Bumped whenever the profile's content or algorithms change, so cached
@@ -348,6 +350,92 @@ impl CsvPlan {
     }
 }
 
+/// Values tallied within a chunk before they reach their column's
+/// summaries: each value costs one hash and one lookup, and the distinct
+/// set, the frequent items, min/max and lengths see each distinct value
+/// once with its count. Exact: none of those depends on the order of the
+/// values, and the frequent items never prune while a chunk's tally is
+/// spilled into them ([`TALLY_LIMIT`]), so they end up with the counts
+/// that value-by-value insertion gives.
+enum Tally {
+    /// Values go straight to the summaries (floats, columns read by arrow,
+    /// and tallies spilled because full).
+    Off,
+    /// By hash (as the distinct counter hashes them): the value, its count.
+    Strings(HashMap<u64, (String, u64), BuildHasherDefault<PreHashed>>),
+    Ints(HashMap<u64, (i64, u64), BuildHasherDefault<PreHashed>>),
+}
+
+/// Distinct values a tally holds before it spills; at most the number of
+/// values frequent items hold without pruning.
+const TALLY_LIMIT: usize = 2 * FREQUENT_CAPACITY;
+
+impl Tally {
+    #[inline]
+    fn string(&mut self, acc: &mut Acc, s: &str) {
+        let Tally::Strings(map) = self else {
+            return acc.string(s);
+        };
+        let h = hash_bytes(s.as_bytes());
+        let full = map.len() >= TALLY_LIMIT;
+        match map.get_mut(&h) {
+            Some((v, c)) if v == s => *c += 1,
+            None if !full => {
+                map.insert(h, (s.to_string(), 1));
+            }
+            // Full, or two values with one hash.
+            _ => {
+                self.spill(acc);
+                acc.string(s);
+            }
+        }
+    }
+
+    #[inline]
+    fn int(&mut self, acc: &mut Acc, v: i64) {
+        // Every value, in order: the mean's rounding depends on the order.
+        acc.number(v as f64);
+        let Tally::Ints(map) = self else {
+            acc.distinct.insert_hash(hash_u64(v as u64));
+            acc.ints.insert(&v);
+            return;
+        };
+        // `hash_u64` is a bijection: one hash, one value.
+        let h = hash_u64(v as u64);
+        let full = map.len() >= TALLY_LIMIT;
+        match map.get_mut(&h) {
+            Some((_, c)) => *c += 1,
+            None if !full => {
+                map.insert(h, (v, 1));
+            }
+            None => {
+                self.spill(acc);
+                acc.distinct.insert_hash(h);
+                acc.ints.insert(&v);
+            }
+        }
+    }
+
+    /// Hands the tallied values to the summaries; values then go straight
+    /// there.
+    fn spill(&mut self, acc: &mut Acc) {
+        match std::mem::replace(self, Tally::Off) {
+            Tally::Off => {}
+            Tally::Strings(map) => {
+                for (h, (s, c)) in map {
+                    acc.strings_counted(&s, h, c);
+                }
+            }
+            Tally::Ints(map) => {
+                for (h, (v, c)) in map {
+                    acc.distinct.insert_hash(h);
+                    acc.ints.insert_counted(&v, c);
+                }
+            }
+        }
+    }
+}
+
 /// The outcome of [`scan_csv`].
 enum Scan {
     Done(Profile),
@@ -500,40 +588,40 @@ impl Profiler {
         plan: &CsvPlan,
     ) -> std::result::Result<(Summary, Vec<u16>), PartError> {
         let mut columns: Vec<Acc> = self.columns.iter().map(Acc::fresh).collect();
+        let mut tallies: Vec<Tally> = plan
+            .reads
+            .iter()
+            .map(|r| match r {
+                Read::Int => Tally::Ints(HashMap::default()),
+                Read::Str => Tally::Strings(HashMap::default()),
+                Read::Float | Read::Arrow => Tally::Off,
+            })
+            .collect();
         let mut bits = vec![0u16; columns.len()];
-        let rows = csv::for_each_record(bytes, columns.len(), u64::MAX, |out, ends| {
-            let mut start = 0;
-            for (i, &end) in ends.iter().enumerate() {
-                let field = &out[start..end];
-                start = end;
+        let rows = csv::for_each_record(bytes, columns.len(), u64::MAX, |fields| {
+            for (i, &s) in fields.iter().enumerate() {
                 let read = plan.reads[i];
-                if read == Read::Arrow && !plan.check[i] {
-                    continue;
-                }
-                if field.is_empty() {
+                if s.is_empty() {
                     // Every type reads an empty field as null, as arrow does.
                     if read != Read::Arrow {
                         columns[i].nulls += 1;
                     }
                     continue;
                 }
-                let Ok(s) = std::str::from_utf8(field) else {
-                    return false;
-                };
                 if plan.check[i] {
                     bits[i] |= csv::classify(s);
                 }
                 // The parsers arrow's reader calls, so values are the same.
                 match read {
                     Read::Int => match Int64Type::parse(s) {
-                        Some(v) => columns[i].int(v),
+                        Some(v) => tallies[i].int(&mut columns[i], v),
                         None => return false,
                     },
                     Read::Float => match Float64Type::parse(s) {
                         Some(v) => columns[i].float(v),
                         None => return false,
                     },
-                    Read::Str => columns[i].string(s),
+                    Read::Str => tallies[i].string(&mut columns[i], s),
                     Read::Arrow => {}
                 }
             }
@@ -542,10 +630,11 @@ impl Profiler {
         let Some(rows) = rows else {
             return self.summarize_csv_with_arrow(bytes, plan);
         };
-        for (acc, read) in columns.iter_mut().zip(&plan.reads) {
+        for ((acc, read), mut tally) in columns.iter_mut().zip(&plan.reads).zip(tallies) {
             if *read != Read::Arrow {
                 acc.rows += rows;
             }
+            tally.spill(acc);
         }
         if !plan.arrow.is_empty() {
             let batches = csv::decode(bytes, plan.schema.clone(), None, Some(plan.arrow.clone()))
@@ -727,12 +816,17 @@ impl Acc {
 
     #[inline]
     fn string(&mut self, s: &str) {
-        self.distinct.insert_hash(hash_bytes(s.as_bytes()));
-        self.strings.insert(s);
+        self.strings_counted(s, hash_bytes(s.as_bytes()), 1);
+    }
+
+    /// `count` occurrences of `s`, whose [`hash_bytes`] is `h`.
+    fn strings_counted(&mut self, s: &str, h: u64, count: u64) {
+        self.distinct.insert_hash(h);
+        self.strings.insert_counted(s, count);
         let len = s.chars().count() as u64;
         self.len_min = self.len_min.min(len);
         self.len_max = self.len_max.max(len);
-        self.len_sum += len;
+        self.len_sum += len * count;
         if self.smin.as_deref().is_none_or(|m| s < m) {
             self.smin = Some(s.to_string());
         }

@@ -470,16 +470,28 @@ impl<K: Hash + Eq + Clone + Ord> FrequentItems<K> {
     }
 
     /// Counts one occurrence of `v`.
+    #[inline]
     pub fn insert<Q>(&mut self, v: &Q)
     where
         K: std::borrow::Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
+        self.insert_counted(v, 1);
+    }
+
+    /// Counts `n` occurrences of `v`: the same as `n` calls of
+    /// [`FrequentItems::insert`] when no pruning falls between them, which
+    /// holds while at most `2 * capacity` values are held.
+    pub fn insert_counted<Q>(&mut self, v: &Q, n: u64)
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         if let Some(c) = self.counts.get_mut(v) {
-            *c += 1;
+            *c += n;
             return;
         }
-        self.counts.insert(v.to_owned(), 1);
+        self.counts.insert(v.to_owned(), n);
         if self.counts.len() > 2 * self.capacity {
             self.prune();
         }
