@@ -758,6 +758,34 @@ mod tests {
     }
 
     #[test]
+    fn plain_records_split_as_csv_core_does() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let alphabet = ["a", "bc", ",", "\n", "é"];
+        for _ in 0..3000 {
+            let len = rng.random_range(0..24);
+            let text: String = (0..len)
+                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                .collect();
+            for columns in 1..4 {
+                for limit in [1, 2, u64::MAX] {
+                    let mut plain = Vec::new();
+                    let n = plain_records(&text, columns, limit, |f| {
+                        plain.push(f.join("|"));
+                        true
+                    });
+                    let mut core = Vec::new();
+                    let m = quoted_records(text.as_bytes(), columns, limit, |f| {
+                        core.push(f.join("|"));
+                        true
+                    });
+                    assert_eq!((n, plain), (m, core), "{text:?} {columns} {limit}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn split_points_respect_quotes() {
         assert_eq!(split_point(b"a,b\nc,d\ne", false), Some(8));
         assert_eq!(split_point(b"a,\"b\nc\"\nd", false), Some(8));

@@ -597,6 +597,11 @@ impl Profiler {
                 Read::Float | Read::Arrow => Tally::Off,
             })
             .collect();
+        // Numbers are parsed record by record but summarized column by
+        // column afterwards, so that one column's summaries (a 16 KiB
+        // HyperLogLog, a tally) stay in cache while its values go in.
+        let mut ints: Vec<Vec<i64>> = vec![Vec::new(); columns.len()];
+        let mut floats: Vec<Vec<f64>> = vec![Vec::new(); columns.len()];
         let mut bits = vec![0u16; columns.len()];
         let rows = csv::for_each_record(bytes, columns.len(), u64::MAX, |fields| {
             for (i, &s) in fields.iter().enumerate() {
@@ -614,11 +619,11 @@ impl Profiler {
                 // The parsers arrow's reader calls, so values are the same.
                 match read {
                     Read::Int => match Int64Type::parse(s) {
-                        Some(v) => tallies[i].int(&mut columns[i], v),
+                        Some(v) => ints[i].push(v),
                         None => return false,
                     },
                     Read::Float => match Float64Type::parse(s) {
-                        Some(v) => columns[i].float(v),
+                        Some(v) => floats[i].push(v),
                         None => return false,
                     },
                     Read::Str => tallies[i].string(&mut columns[i], s),
@@ -630,9 +635,16 @@ impl Profiler {
         let Some(rows) = rows else {
             return self.summarize_csv_with_arrow(bytes, plan);
         };
-        for ((acc, read), mut tally) in columns.iter_mut().zip(&plan.reads).zip(tallies) {
-            if *read != Read::Arrow {
+        for (i, (acc, mut tally)) in columns.iter_mut().zip(tallies).enumerate() {
+            if plan.reads[i] != Read::Arrow {
                 acc.rows += rows;
+            }
+            acc.distinct.reserve(floats[i].len());
+            for &v in &floats[i] {
+                acc.float(v);
+            }
+            for &v in &ints[i] {
+                tally.int(acc, v);
             }
             tally.spill(acc);
         }
@@ -1194,6 +1206,47 @@ mod tests {
             assert_same(&chunked, &one);
         }
         assert_same(&profile(&path).unwrap(), &one);
+    }
+
+    #[test]
+    fn a_wrong_guess_from_the_first_chunk_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("late.csv");
+        // Types the first chunk does not show: a decimal, strings in an
+        // empty column, a boolean among integers; all in the last record.
+        let mut text = String::from("n,late,t\n");
+        for r in 0..3000 {
+            let late = if r < 2000 {
+                String::new()
+            } else {
+                format!("v{}", r % 7)
+            };
+            text.push_str(&format!("{r},{late},{}\n", r % 5));
+        }
+        text.push_str("2.5,x,true\n");
+        std::fs::write(&path, &text).unwrap();
+        let options = ReadOptions {
+            batch_size: 1 << 20,
+            ..ReadOptions::new()
+        };
+        let whole: Vec<RecordBatch> = read::open(&path, &options)
+            .unwrap()
+            .collect::<Result<_>>()
+            .unwrap();
+        let one = profile_batches(&whole).unwrap();
+        assert_eq!(
+            one.columns
+                .iter()
+                .map(|c| c.data_type.as_str())
+                .collect::<Vec<_>>(),
+            ["Float64", "Utf8", "Utf8"]
+        );
+        for chunk in [97, 4096, 1 << 20] {
+            let chunked = profile_csv(&path, &ReadOptions::new(), chunk)
+                .unwrap()
+                .expect("splittable");
+            assert_same(&chunked, &one);
+        }
     }
 
     #[test]
