@@ -289,6 +289,24 @@ pub(crate) const UTF8: u16 = 1 << 8;
 /// of its type.
 pub(crate) fn classify(s: &str) -> u16 {
     let b = s.as_bytes();
+    // Plain numbers first, the bulk of what numeric columns hold: a string
+    // of that form is ASCII, not date-like and not a boolean, so the
+    // checks below would come to the same answer.
+    let body = match b.first() {
+        Some(b'+' | b'-') => &b[1..],
+        _ => b,
+    };
+    let int_digits = leading_digits(body);
+    if int_digits > 0 && int_digits == body.len() {
+        return if s.len() >= 19 && s.parse::<i64>().is_err() {
+            UTF8
+        } else {
+            INT
+        };
+    }
+    if is_decimal(body, int_digits) {
+        return FLOAT;
+    }
     if b.first() == Some(&b'"') {
         return UTF8;
     }
@@ -301,25 +319,29 @@ pub(crate) fn classify(s: &str) -> u16 {
     if s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false") {
         return BOOL;
     }
-    let body = match b.first() {
-        Some(b'+' | b'-') => &b[1..],
-        _ => b,
-    };
-    let int_digits = body.iter().take_while(|c| c.is_ascii_digit()).count();
-    if int_digits > 0 && int_digits == body.len() {
-        return if s.len() >= 19 && s.parse::<i64>().is_err() {
-            UTF8
-        } else {
-            INT
-        };
-    }
-    if is_decimal(body, int_digits) {
-        return FLOAT;
-    }
     if matches!(s, "NaN" | "nan" | "inf" | "-inf") {
         return FLOAT;
     }
     UTF8
+}
+
+/// The number of ASCII digits `b` starts with, eight bytes at a time.
+#[inline]
+fn leading_digits(b: &[u8]) -> usize {
+    let mut i = 0;
+    while let Some(word) = b.get(i..i + 8) {
+        let x = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+        // Per byte t = x ^ '0' is below 10 exactly for a digit; then
+        // t + 0x76 stays below 0x80. A carry out of a byte can only come
+        // from a non-digit and only reaches later bytes.
+        let t = x ^ 0x3030_3030_3030_3030;
+        let other = (t.wrapping_add(0x7676_7676_7676_7676) | t) & 0x8080_8080_8080_8080;
+        if other != 0 {
+            return i + (other.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    i + b[i..].iter().take_while(|c| c.is_ascii_digit()).count()
 }
 
 /// `(\d*\.\d+|\d+\.\d*)([eE][-+]?\d+)?|\d+([eE][-+]?\d+)` on ASCII, where
@@ -329,7 +351,7 @@ fn is_decimal(body: &[u8], lead: usize) -> bool {
     let dot = body.get(i) == Some(&b'.');
     if dot {
         i += 1;
-        let frac = body[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+        let frac = leading_digits(&body[i..]);
         i += frac;
         if lead + frac == 0 {
             return false;
@@ -347,7 +369,7 @@ fn is_decimal(body: &[u8], lead: usize) -> bool {
     if matches!(body.get(i), Some(b'+' | b'-')) {
         i += 1;
     }
-    let exp = body[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let exp = leading_digits(&body[i..]);
     exp > 0 && i + exp == body.len()
 }
 
@@ -751,9 +773,36 @@ mod tests {
             "1.5e-7",
             "-0",
             "1_000",
+            "-0.2558802884476004",
+            "0.15410753587651144",
+            "12345678.9",
+            "1234567890123456789012",
+            "-9223372036854775808",
+            "123456789e12",
+            "1.23456789e-123",
+            "123456789:",
+            "12345678/",
+            "1234567\u{7f}",
+            "1234567\u{e9}",
+            "2024-01-02T03:04:05.123456789",
         ];
         for s in samples {
             assert_eq!(classify(s), classify_regex(s), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn leading_digits_counts_as_bytes_do() {
+        for len in 0..20 {
+            for pos in 0..len {
+                for x in 0..=255u8 {
+                    let mut b = vec![b'7'; len];
+                    b[pos] = x;
+                    b[len - 1] = if x == b'0' { b'x' } else { b'0' };
+                    let want = b.iter().take_while(|c| c.is_ascii_digit()).count();
+                    assert_eq!(leading_digits(&b), want, "{b:?}");
+                }
+            }
         }
     }
 
