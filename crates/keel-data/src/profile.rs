@@ -567,7 +567,7 @@ impl Profiler {
                 for batch in batches {
                     acc.push_array(batch.column(i))?;
                 }
-                acc.quantiles.seal();
+                acc.seal(global);
                 Ok(acc)
             })
             .collect::<Result<Vec<_>>>()?;
@@ -657,8 +657,8 @@ impl Profiler {
                 }
             }
         }
-        for acc in &mut columns {
-            acc.quantiles.seal();
+        for (acc, global) in columns.iter_mut().zip(&self.columns) {
+            acc.seal(global);
         }
         Ok((Summary { rows, columns }, bits))
     }
@@ -765,6 +765,21 @@ impl Acc {
             acc.distinct = DistinctCounter::new_estimating();
         }
         acc
+    }
+
+    /// Ends a part of the stream that `global` summarizes so far. The
+    /// quantile sketch is compacted here, in parallel with other parts,
+    /// unless the part will likely be merged as raw values (all parts of
+    /// this round together still within the exact limit), where the sort
+    /// would be wasted.
+    fn seal(&mut self, global: &Acc) {
+        let round = round_size() as u64;
+        if !global
+            .quantiles
+            .merges_exactly(self.quantiles.count() * round)
+        {
+            self.quantiles.seal();
+        }
     }
 
     /// Adds the summary of a later part.

@@ -267,9 +267,12 @@ impl QuantileSketch {
     }
 
     /// Ends a part: an exact part also keeps its values compacted (sorting
-    /// here, in parallel with other parts, rather than in the merge).
+    /// here, in parallel with other parts, rather than in the merge). Not
+    /// needed for a part that [`QuantileSketch::merges_exactly`]: a merge
+    /// seals a part that was not sealed when it needs to, with the same
+    /// result.
     pub fn seal(&mut self) {
-        if self.exact && self.n as usize >= Self::K {
+        if self.exact && self.n as usize >= Self::K && self.compacted.is_none() {
             let mut values = self.levels[0].clone();
             sort_f64(&mut values);
             // The offsets' coin flips are seeded by the content, so parts
@@ -279,14 +282,21 @@ impl QuantileSketch {
         }
     }
 
+    /// Whether a part of `n` values merged now would keep its values as
+    /// they are (both still exact).
+    pub fn merges_exactly(&self, n: u64) -> bool {
+        self.exact && self.n + n <= Self::EXACT_LIMIT as u64
+    }
+
     /// Adds the values summarized by `other` (a later part of the stream).
-    pub fn merge(&mut self, other: QuantileSketch) {
-        if self.exact && other.exact && self.n + other.n <= Self::EXACT_LIMIT as u64 {
+    pub fn merge(&mut self, mut other: QuantileSketch) {
+        if other.exact && self.merges_exactly(other.n) {
             self.n += other.n;
             self.levels[0].extend_from_slice(&other.levels[0]);
             return;
         }
         self.leave_exact();
+        other.seal();
         self.n += other.n;
         let levels = match other.compacted {
             Some(c) if other.exact => c,
