@@ -1,11 +1,14 @@
 //! CSV in parallel: the file cut into record-aligned chunks that decode
 //! independently, and schema inference over those chunks.
 //!
-//! Both reproduce `arrow-csv` exactly: chunks decode with arrow's own
-//! reader (same quoting, nulls, number parsing and errors, with line
-//! numbers shifted back to the whole file), and inference gives the type
-//! arrow's `Format::infer_schema` gives, through the same rules with a fast
-//! path for the common plain values (the regular expressions still decide
+//! Both reproduce `arrow-csv` exactly: chunks split into records and fields
+//! as arrow's reader splits them ([`for_each_record`]: `csv-core` itself, or
+//! for chunks without quotes or carriage returns a scan that finds the
+//! same fields), or decode with arrow's own reader ([`decode`]: same
+//! quoting, nulls, number parsing and errors, with line numbers shifted
+//! back to the whole file); inference gives the type arrow's
+//! `Format::infer_schema` gives, through the same rules with a fast path
+//! for the common plain values (the regular expressions still decide
 //! anything unusual).
 //!
 //! Chunks end at a newline outside quotes. Quote parity is only sound when

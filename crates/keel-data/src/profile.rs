@@ -577,9 +577,9 @@ impl Profiler {
         })
     }
 
-    /// Summarizes one CSV chunk read straight from `csv-core`'s fields (see
-    /// [`CsvPlan`]), and the type bits of its records where `plan` checks
-    /// them. Any record the direct reading cannot take (a parse failure,
+    /// Summarizes one CSV chunk read straight from its fields (see
+    /// [`CsvPlan`], [`csv::for_each_record`]), and the type bits of its
+    /// records where `plan` checks them. Any record the direct reading cannot take (a parse failure,
     /// the wrong width, invalid UTF-8) sends the whole chunk through arrow's
     /// reader, which either reads it the same way or gives its own error.
     fn summarize_csv(
