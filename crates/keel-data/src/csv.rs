@@ -1,11 +1,14 @@
 //! CSV in parallel: the file cut into record-aligned chunks that decode
 //! independently, and schema inference over those chunks.
 //!
-//! Both reproduce `arrow-csv` exactly: chunks decode with arrow's own
-//! reader (same quoting, nulls, number parsing and errors, with line
-//! numbers shifted back to the whole file), and inference gives the type
-//! arrow's `Format::infer_schema` gives, through the same rules with a fast
-//! path for the common plain values (the regular expressions still decide
+//! Both reproduce `arrow-csv` exactly: chunks split into records and fields
+//! as arrow's reader splits them ([`for_each_record`]: `csv-core` itself, or
+//! for chunks without quotes or carriage returns a scan that finds the
+//! same fields), or decode with arrow's own reader ([`decode`]: same
+//! quoting, nulls, number parsing and errors, with line numbers shifted
+//! back to the whole file); inference gives the type arrow's
+//! `Format::infer_schema` gives, through the same rules with a fast path
+//! for the common plain values (the regular expressions still decide
 //! anything unusual).
 //!
 //! Chunks end at a newline outside quotes. Quote parity is only sound when
@@ -50,6 +53,9 @@ pub(crate) struct Chunks {
     buf: Vec<u8>,
     eof: bool,
     chunk_bytes: usize,
+    /// Buffers of chunks already consumed, handed back by [`Chunks::recycle`]:
+    /// a fresh 4 MiB buffer per chunk costs its page faults every time.
+    spare: Vec<Vec<u8>>,
 }
 
 impl Chunks {
@@ -63,7 +69,14 @@ impl Chunks {
             buf: Vec::new(),
             eof: false,
             chunk_bytes: chunk_bytes.max(1),
+            spare: Vec::new(),
         })
+    }
+
+    /// Takes back the buffer of a consumed chunk for a later one.
+    pub fn recycle(&mut self, mut bytes: Vec<u8>) {
+        bytes.clear();
+        self.spare.push(bytes);
     }
 
     fn fill(&mut self, want: usize) -> Result<()> {
@@ -104,8 +117,11 @@ impl Chunks {
                 want *= 2;
                 continue;
             }
-            let rest = self.buf.split_off(cut);
-            let bytes = std::mem::replace(&mut self.buf, rest);
+            // The partial record after the cut starts the next buffer.
+            let mut next = self.spare.pop().unwrap_or_default();
+            next.extend_from_slice(&self.buf[cut..]);
+            self.buf.truncate(cut);
+            let bytes = std::mem::replace(&mut self.buf, next);
             return Ok(Some(Chunk { bytes }));
         }
     }
@@ -270,12 +286,30 @@ static REGEX_SET: LazyLock<RegexSet> = LazyLock::new(|| {
 const BOOL: u16 = 1;
 const INT: u16 = 1 << 1;
 const FLOAT: u16 = 1 << 2;
-const UTF8: u16 = 1 << 8;
+pub(crate) const UTF8: u16 = 1 << 8;
 
 /// arrow-csv's `InferredDataType::update` for one non-null value: the bit
 /// of its type.
-fn classify(s: &str) -> u16 {
+pub(crate) fn classify(s: &str) -> u16 {
     let b = s.as_bytes();
+    // Plain numbers first, the bulk of what numeric columns hold: a string
+    // of that form is ASCII, not date-like and not a boolean, so the
+    // checks below would come to the same answer.
+    let body = match b.first() {
+        Some(b'+' | b'-') => &b[1..],
+        _ => b,
+    };
+    let int_digits = leading_digits(body);
+    if int_digits > 0 && int_digits == body.len() {
+        return if s.len() >= 19 && s.parse::<i64>().is_err() {
+            UTF8
+        } else {
+            INT
+        };
+    }
+    if is_decimal(body, int_digits) {
+        return FLOAT;
+    }
     if b.first() == Some(&b'"') {
         return UTF8;
     }
@@ -288,25 +322,29 @@ fn classify(s: &str) -> u16 {
     if s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false") {
         return BOOL;
     }
-    let body = match b.first() {
-        Some(b'+' | b'-') => &b[1..],
-        _ => b,
-    };
-    let int_digits = body.iter().take_while(|c| c.is_ascii_digit()).count();
-    if int_digits > 0 && int_digits == body.len() {
-        return if s.len() >= 19 && s.parse::<i64>().is_err() {
-            UTF8
-        } else {
-            INT
-        };
-    }
-    if is_decimal(body, int_digits) {
-        return FLOAT;
-    }
     if matches!(s, "NaN" | "nan" | "inf" | "-inf") {
         return FLOAT;
     }
     UTF8
+}
+
+/// The number of ASCII digits `b` starts with, eight bytes at a time.
+#[inline]
+fn leading_digits(b: &[u8]) -> usize {
+    let mut i = 0;
+    while let Some(word) = b.get(i..i + 8) {
+        let x = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+        // Per byte t = x ^ '0' is below 10 exactly for a digit; then
+        // t + 0x76 stays below 0x80. A carry out of a byte can only come
+        // from a non-digit and only reaches later bytes.
+        let t = x ^ 0x3030_3030_3030_3030;
+        let other = (t.wrapping_add(0x7676_7676_7676_7676) | t) & 0x8080_8080_8080_8080;
+        if other != 0 {
+            return i + (other.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    i + b[i..].iter().take_while(|c| c.is_ascii_digit()).count()
 }
 
 /// `(\d*\.\d+|\d+\.\d*)([eE][-+]?\d+)?|\d+([eE][-+]?\d+)` on ASCII, where
@@ -316,7 +354,7 @@ fn is_decimal(body: &[u8], lead: usize) -> bool {
     let dot = body.get(i) == Some(&b'.');
     if dot {
         i += 1;
-        let frac = body[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+        let frac = leading_digits(&body[i..]);
         i += frac;
         if lead + frac == 0 {
             return false;
@@ -334,7 +372,7 @@ fn is_decimal(body: &[u8], lead: usize) -> bool {
     if matches!(body.get(i), Some(b'+' | b'-')) {
         i += 1;
     }
-    let exp = body[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let exp = leading_digits(&body[i..]);
     exp > 0 && i + exp == body.len()
 }
 
@@ -365,28 +403,90 @@ fn data_type(packed: u16) -> DataType {
     }
 }
 
-/// [`infer_chunk`] straight on `csv-core` (the parser inside arrow's
-/// reader, same configuration), classifying field bytes without building
-/// arrays. `None` when the chunk has a record of the wrong width or
-/// invalid UTF-8: arrow's reader then produces its own error.
-fn infer_chunk_fast(
+/// Calls `record` with the fields of each record of `chunk` (at most
+/// `limit`), as `csv-core` configured as arrow's reader splits them. The
+/// number of records, or `None` when a record has other than `columns`
+/// fields or is not UTF-8 (arrow's reader then produces its own error), or
+/// `record` returned false.
+pub(crate) fn for_each_record(
     chunk: &[u8],
     columns: usize,
-    limit: Option<usize>,
-    open: &[usize],
-) -> Option<(Vec<u16>, u64)> {
-    let mut bits = vec![0u16; columns];
-    let mut wanted = vec![false; columns];
-    for &i in open {
-        wanted[i] = true;
+    limit: u64,
+    mut record: impl FnMut(&[&str]) -> bool,
+) -> Option<u64> {
+    match plain_text(chunk) {
+        Some(text) => plain_records(text, columns, limit, |f| record(f)),
+        None => quoted_records(chunk, columns, limit, record),
     }
+}
+
+/// `chunk` as text when it has no quote and no carriage return, the common
+/// case that [`plain_records`] reads.
+pub(crate) fn plain_text(chunk: &[u8]) -> Option<&str> {
+    if memchr::memchr2(b'"', b'\r', chunk).is_some() {
+        return None;
+    }
+    std::str::from_utf8(chunk).ok()
+}
+
+/// [`for_each_record`] on text without quotes or carriage returns. There
+/// `csv-core`'s records are the non-empty lines (it skips empty ones) and
+/// its fields the text between commas, so one vectorized scan for commas
+/// and newlines finds them, and the fields are slices of the text itself.
+pub(crate) fn plain_records<'a>(
+    text: &'a str,
+    columns: usize,
+    limit: u64,
+    mut record: impl FnMut(&[&'a str]) -> bool,
+) -> Option<u64> {
+    let bytes = text.as_bytes();
+    let mut fields: Vec<&'a str> = Vec::with_capacity(columns);
+    let mut rows = 0u64;
+    let mut start = 0;
+    for i in memchr::memchr2_iter(b',', b'\n', bytes) {
+        if rows == limit {
+            return Some(rows);
+        }
+        // Commas and newlines are ASCII: always character boundaries.
+        fields.push(&text[start..i]);
+        start = i + 1;
+        if bytes[i] == b'\n' {
+            if fields.len() == 1 && fields[0].is_empty() {
+                fields.clear();
+                continue;
+            }
+            if fields.len() != columns || !record(&fields) {
+                return None;
+            }
+            rows += 1;
+            fields.clear();
+        }
+    }
+    // The last record of the file may have no newline.
+    if rows < limit && (start < bytes.len() || !fields.is_empty()) {
+        fields.push(&text[start..]);
+        if fields.len() != columns || !record(&fields) {
+            return None;
+        }
+        rows += 1;
+    }
+    Some(rows)
+}
+
+/// [`for_each_record`] through `csv-core` itself, for chunks with quotes
+/// or carriage returns.
+fn quoted_records(
+    chunk: &[u8],
+    columns: usize,
+    limit: u64,
+    mut record: impl FnMut(&[&str]) -> bool,
+) -> Option<u64> {
     let mut reader = csv_core::Reader::new();
     let mut out = vec![0u8; 1 << 12];
     let mut ends = vec![0usize; columns + 1];
     let (mut outlen, mut endlen) = (0, 0);
     let mut input = chunk;
     let mut rows = 0u64;
-    let limit = limit.unwrap_or(usize::MAX) as u64;
     while rows < limit {
         let (res, nin, nout, nend) =
             reader.read_record(input, &mut out[outlen..], &mut ends[endlen..]);
@@ -401,20 +501,16 @@ fn infer_chunk_fast(
                 if endlen != columns {
                     return None;
                 }
+                let text = std::str::from_utf8(&out[..outlen]).ok()?;
+                let mut fields = Vec::with_capacity(columns);
                 let mut start = 0;
-                for (i, &end) in ends[..columns].iter().enumerate() {
-                    let field = &out[start..end];
+                for &end in &ends[..columns] {
+                    // Not a boundary when a character was split by quotes.
+                    fields.push(text.get(start..end)?);
                     start = end;
-                    if !wanted[i] || field.is_empty() {
-                        continue;
-                    }
-                    let Ok(v) = std::str::from_utf8(field) else {
-                        return None;
-                    };
-                    bits[i] |= classify(v);
-                    if bits[i] & UTF8 != 0 {
-                        wanted[i] = false;
-                    }
+                }
+                if !record(&fields) {
+                    return None;
                 }
                 rows += 1;
                 outlen = 0;
@@ -423,6 +519,37 @@ fn infer_chunk_fast(
             csv_core::ReadRecordResult::End => break,
         }
     }
+    Some(rows)
+}
+
+/// [`infer_chunk`] classifying fields as [`for_each_record`] splits them,
+/// without building arrays. `None` when the chunk has a record of the
+/// wrong width or invalid UTF-8: arrow's reader then produces its own
+/// error.
+fn infer_chunk_fast(
+    chunk: &[u8],
+    columns: usize,
+    limit: Option<usize>,
+    open: &[usize],
+) -> Option<(Vec<u16>, u64)> {
+    let mut bits = vec![0u16; columns];
+    let mut wanted = vec![false; columns];
+    for &i in open {
+        wanted[i] = true;
+    }
+    let limit = limit.unwrap_or(usize::MAX) as u64;
+    let rows = for_each_record(chunk, columns, limit, |fields| {
+        for (i, v) in fields.iter().enumerate() {
+            if !wanted[i] || v.is_empty() {
+                continue;
+            }
+            bits[i] |= classify(v);
+            if bits[i] & UTF8 != 0 {
+                wanted[i] = false;
+            }
+        }
+        true
+    })?;
     Some((open.iter().map(|&i| bits[i]).collect(), rows))
 }
 
@@ -462,15 +589,47 @@ fn infer_chunk(
     Ok((packed, rows))
 }
 
-/// The schema arrow-csv infers for the CSV file `path` (types from every
-/// record when `max_records` is `None`, else from the first that many),
-/// computed over chunks in parallel, and the offset of the first record.
-/// `Ok(None)` when the file is not splittable.
+/// Which records a schema is inferred from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sample {
+    /// Every record (arrow's inference with no record limit).
+    All,
+    /// The first that many records.
+    Records(usize),
+    /// The records of the first chunk: a guess, for a reader that checks
+    /// it against every record as it goes ([`types_match`]).
+    FirstChunk,
+}
+
+/// The type bits of the `columns` of `schema` over every record of one
+/// chunk.
+pub(crate) fn type_bits(
+    chunk: &[u8],
+    schema: &Schema,
+    columns: &[usize],
+) -> std::result::Result<Vec<u16>, ArrowError> {
+    let strings = Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ));
+    Ok(infer_chunk(chunk, &strings, None, columns)?.0)
+}
+
+/// The schema arrow-csv infers for the CSV file `path` from the records of
+/// `sample`, computed over chunks in parallel, and the offset of the first
+/// record. `Ok(None)` when the file is not splittable.
 pub(crate) fn infer_schema(
     path: &Path,
-    max_records: Option<usize>,
+    sample: Sample,
     chunk_bytes: usize,
 ) -> Result<Option<(SchemaRef, u64)>> {
+    let max_records = match sample {
+        Sample::Records(n) => Some(n),
+        Sample::All | Sample::FirstChunk => None,
+    };
     let (names, start) = header(path)?;
     let strings: SchemaRef = Arc::new(Schema::new(
         names
@@ -481,7 +640,10 @@ pub(crate) fn infer_schema(
     let mut chunks = Chunks::open(path, start, chunk_bytes)?;
     let mut packed = vec![0u16; names.len()];
     let mut rows = 0u64;
-    let round = rayon::current_num_threads().clamp(1, 16);
+    let round = match sample {
+        Sample::FirstChunk => 1,
+        Sample::All | Sample::Records(_) => rayon::current_num_threads().clamp(1, 16),
+    };
     'outer: loop {
         let mut batch = Vec::with_capacity(round);
         while batch.len() < round {
@@ -537,13 +699,31 @@ pub(crate) fn infer_schema(
                 break 'outer;
             }
         }
+        if sample == Sample::FirstChunk {
+            break;
+        }
     }
+    Ok(Some((schema_of(&names, &packed), start)))
+}
+
+/// The schema of columns `names` with the type bits `packed`.
+fn schema_of(names: &[String], packed: &[u16]) -> SchemaRef {
     let fields: Vec<Field> = names
         .iter()
-        .zip(&packed)
+        .zip(packed)
         .map(|(n, p)| Field::new(n, data_type(*p), true))
         .collect();
-    Ok(Some((Arc::new(Schema::new(fields)), start)))
+    Arc::new(Schema::new(fields))
+}
+
+/// Whether type bits gathered over every record (with [`classify`]) give
+/// the types of `schema`.
+pub(crate) fn types_match(schema: &Schema, packed: &[u16]) -> bool {
+    schema
+        .fields()
+        .iter()
+        .zip(packed)
+        .all(|(f, p)| *f.data_type() == data_type(*p))
 }
 
 #[cfg(test)]
@@ -596,9 +776,64 @@ mod tests {
             "1.5e-7",
             "-0",
             "1_000",
+            "-0.2558802884476004",
+            "0.15410753587651144",
+            "12345678.9",
+            "1234567890123456789012",
+            "-9223372036854775808",
+            "123456789e12",
+            "1.23456789e-123",
+            "123456789:",
+            "12345678/",
+            "1234567\u{7f}",
+            "1234567\u{e9}",
+            "2024-01-02T03:04:05.123456789",
         ];
         for s in samples {
             assert_eq!(classify(s), classify_regex(s), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn leading_digits_counts_as_bytes_do() {
+        for len in 0..20 {
+            for pos in 0..len {
+                for x in 0..=255u8 {
+                    let mut b = vec![b'7'; len];
+                    b[pos] = x;
+                    b[len - 1] = if x == b'0' { b'x' } else { b'0' };
+                    let want = b.iter().take_while(|c| c.is_ascii_digit()).count();
+                    assert_eq!(leading_digits(&b), want, "{b:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn plain_records_split_as_csv_core_does() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let alphabet = ["a", "bc", ",", "\n", "é"];
+        for _ in 0..3000 {
+            let len = rng.random_range(0..24);
+            let text: String = (0..len)
+                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                .collect();
+            for columns in 1..4 {
+                for limit in [1, 2, u64::MAX] {
+                    let mut plain = Vec::new();
+                    let n = plain_records(&text, columns, limit, |f| {
+                        plain.push(f.join("|"));
+                        true
+                    });
+                    let mut core = Vec::new();
+                    let m = quoted_records(text.as_bytes(), columns, limit, |f| {
+                        core.push(f.join("|"));
+                        true
+                    });
+                    assert_eq!((n, plain), (m, core), "{text:?} {columns} {limit}");
+                }
+            }
         }
     }
 

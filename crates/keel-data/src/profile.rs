@@ -21,9 +21,14 @@
 //! [`PROFILE_VERSION`]; the caller keys its cache by the content hash and
 //! this version.
 
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::path::Path;
 
-use arrow_array::{Array, RecordBatch};
+use arrow_array::types::{Float64Type, Int64Type};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_cast::parse::Parser;
+use arrow_schema::DataType;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -32,7 +37,7 @@ use crate::csv;
 use crate::error::{DataError, Result};
 use crate::read::{self, ReadOptions};
 use crate::sketch::{
-    hash_bytes, hash_f64, hash_u64, DistinctCounter, FrequentItems, QuantileSketch,
+    hash_bytes, hash_f64, hash_u64, DistinctCounter, FrequentItems, PreHashed, QuantileSketch,
 };
 
 /// Bumped whenever the profile's content or algorithms change, so cached
@@ -236,6 +241,12 @@ where
 
 /// The CSV fast path: `Ok(None)` when the file cannot be cut into chunks
 /// (see [`crate::csv`]) and must be read sequentially.
+///
+/// A file whose schema is inferred from every record is read once: the
+/// schema is guessed from its first chunk, and the pass that summarizes the
+/// records also classifies them as inference does. Only when the types
+/// found differ from the guess (integers until a decimal in the last chunk)
+/// is the file read again, under the schema inferred from every record.
 fn profile_csv(path: &Path, options: &ReadOptions, chunk_bytes: usize) -> Result<Option<Profile>> {
     let size = std::fs::metadata(path)
         .map_err(|source| DataError::Io {
@@ -243,16 +254,223 @@ fn profile_csv(path: &Path, options: &ReadOptions, chunk_bytes: usize) -> Result
             source,
         })?
         .len();
-    let max_records = (size > options.csv_full_inference_bytes).then_some(options.csv_infer_rows);
-    let Some((schema, start)) = csv::infer_schema(path, max_records, chunk_bytes)? else {
+    let sample = if size > options.csv_full_inference_bytes {
+        csv::Sample::Records(options.csv_infer_rows)
+    } else {
+        let Some((guess, start)) = csv::infer_schema(path, csv::Sample::FirstChunk, chunk_bytes)?
+        else {
+            return Ok(None);
+        };
+        match scan_csv(
+            path,
+            CsvPlan::new(guess, Types::Guessed),
+            start,
+            chunk_bytes,
+        )? {
+            Scan::Done(p) => return Ok(Some(p)),
+            Scan::NotSplittable => return Ok(None),
+            Scan::Mistyped => csv::Sample::All,
+        }
+    };
+    let Some((schema, start)) = csv::infer_schema(path, sample, chunk_bytes)? else {
         return Ok(None);
     };
+    match scan_csv(
+        path,
+        CsvPlan::new(schema, Types::Inferred),
+        start,
+        chunk_bytes,
+    )? {
+        Scan::Done(p) => Ok(Some(p)),
+        // `Mistyped` only comes from a guessed schema.
+        Scan::NotSplittable | Scan::Mistyped => Ok(None),
+    }
+}
+
+/// Whether a CSV schema is the one inferred for the file or a guess.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Types {
+    /// Inferred by the rules of arrow-csv over the sample it needs.
+    Inferred,
+    /// Guessed from a part of the file: to be checked on every record.
+    Guessed,
+}
+
+/// How one CSV column is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// Int64, parsed from the field.
+    Int,
+    /// Float64, parsed from the field.
+    Float,
+    /// Utf8, the field itself.
+    Str,
+    /// Other types (booleans, dates, timestamps, all-null): through arrow's
+    /// reader, whose conversions are not worth repeating.
+    Arrow,
+}
+
+/// How the chunks of one CSV file are read.
+struct CsvPlan {
+    schema: arrow_schema::SchemaRef,
+    reads: Vec<Read>,
+    /// The columns read as [`Read::Arrow`].
+    arrow: Vec<usize>,
+    /// The columns whose values are classified, to check a guessed type
+    /// (strings are strings whatever comes later).
+    check: Vec<bool>,
+}
+
+impl CsvPlan {
+    fn new(schema: arrow_schema::SchemaRef, types: Types) -> CsvPlan {
+        let reads: Vec<Read> = schema
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                DataType::Int64 => Read::Int,
+                DataType::Float64 => Read::Float,
+                DataType::Utf8 => Read::Str,
+                _ => Read::Arrow,
+            })
+            .collect();
+        let arrow = (0..reads.len())
+            .filter(|&i| reads[i] == Read::Arrow)
+            .collect();
+        let check = schema
+            .fields()
+            .iter()
+            .map(|f| types == Types::Guessed && *f.data_type() != DataType::Utf8)
+            .collect();
+        CsvPlan {
+            schema,
+            reads,
+            arrow,
+            check,
+        }
+    }
+}
+
+/// Values tallied within a chunk before they reach their column's
+/// summaries: each value costs one hash and one lookup, and the distinct
+/// set, the frequent items, min/max and lengths see each distinct value
+/// once with its count. Exact: none of those depends on the order of the
+/// values, and the frequent items never prune while a chunk's tally is
+/// spilled into them ([`TALLY_LIMIT`]), so they end up with the counts
+/// that value-by-value insertion gives.
+enum Tally {
+    /// Values go straight to the summaries (floats, columns read by arrow,
+    /// and tallies spilled because full).
+    Off,
+    /// By hash (as the distinct counter hashes them): the value, its count.
+    Strings(HashMap<u64, (String, u64), BuildHasherDefault<PreHashed>>),
+    Ints(HashMap<u64, (i64, u64), BuildHasherDefault<PreHashed>>),
+}
+
+/// Distinct values a tally holds before it spills; at most the number of
+/// values frequent items hold without pruning.
+const TALLY_LIMIT: usize = 2 * FREQUENT_CAPACITY;
+
+impl Tally {
+    #[inline]
+    fn string(&mut self, acc: &mut Acc, s: &str) {
+        let Tally::Strings(map) = self else {
+            return acc.string(s);
+        };
+        let h = hash_bytes(s.as_bytes());
+        let full = map.len() >= TALLY_LIMIT;
+        match map.get_mut(&h) {
+            Some((v, c)) if v == s => *c += 1,
+            None if !full => {
+                map.insert(h, (s.to_string(), 1));
+            }
+            // Full, or two values with one hash.
+            _ => {
+                self.spill(acc);
+                acc.string(s);
+            }
+        }
+    }
+
+    #[inline]
+    fn int(&mut self, acc: &mut Acc, v: i64) {
+        // Every value, in order: the mean's rounding depends on the order.
+        acc.number(v as f64);
+        let Tally::Ints(map) = self else {
+            acc.distinct.insert_hash(hash_u64(v as u64));
+            acc.ints.insert(&v);
+            return;
+        };
+        // `hash_u64` is a bijection: one hash, one value.
+        let h = hash_u64(v as u64);
+        let full = map.len() >= TALLY_LIMIT;
+        match map.get_mut(&h) {
+            Some((_, c)) => *c += 1,
+            None if !full => {
+                map.insert(h, (v, 1));
+            }
+            None => {
+                self.spill(acc);
+                acc.distinct.insert_hash(h);
+                acc.ints.insert(&v);
+            }
+        }
+    }
+
+    /// Hands the tallied values to the summaries; values then go straight
+    /// there.
+    fn spill(&mut self, acc: &mut Acc) {
+        match std::mem::replace(self, Tally::Off) {
+            Tally::Off => {}
+            Tally::Strings(map) => {
+                for (h, (s, c)) in map {
+                    acc.strings_counted(&s, h, c);
+                }
+            }
+            Tally::Ints(map) => {
+                for (h, (v, c)) in map {
+                    acc.distinct.insert_hash(h);
+                    acc.ints.insert_counted(&v, c);
+                }
+            }
+        }
+    }
+}
+
+/// The outcome of [`scan_csv`].
+enum Scan {
+    Done(Profile),
+    NotSplittable,
+    /// The guessed schema is not the inferred one.
+    Mistyped,
+}
+
+/// Profiles the records of the CSV file `path` from byte `start` on, in
+/// chunks summarized in parallel and merged in file order.
+fn scan_csv(path: &Path, plan: CsvPlan, start: u64, chunk_bytes: usize) -> Result<Scan> {
     let mut chunks = csv::Chunks::open(path, start, chunk_bytes)?;
     let round = round_size();
-    let mut profiler = Profiler::new(schema.fields());
+    let mut profiler = Profiler::new(plan.schema.fields());
+    // Type bits over every record; strings need no checking.
+    let mut packed: Vec<u16> = plan
+        .schema
+        .fields()
+        .iter()
+        .map(|f| {
+            if *f.data_type() == DataType::Utf8 {
+                csv::UTF8
+            } else {
+                0
+            }
+        })
+        .collect();
+    let guessed = plan.check.contains(&true);
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel(round);
+        let (recycle, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
         scope.spawn(move || loop {
+            for bytes in recycled.try_iter() {
+                chunks.recycle(bytes);
+            }
             let next = chunks.next_chunk();
             let stop = !matches!(next, Ok(Some(_)));
             if tx.send(next).is_err() || stop {
@@ -270,26 +488,35 @@ fn profile_csv(path: &Path, options: &ReadOptions, chunk_bytes: usize) -> Result
                         break;
                     }
                     Ok(Err(csv::SplitError::Data(e))) => return Err(e),
-                    Ok(Err(csv::SplitError::NotSplittable)) => return Ok(None),
+                    Ok(Err(csv::SplitError::NotSplittable)) => return Ok(Scan::NotSplittable),
                 }
             }
             let summaries: Vec<_> = parts
                 .par_iter()
-                .map(|c| {
-                    let batches = csv::decode(&c.bytes, schema.clone(), None, None)
-                        .map_err(PartError::Csv)?;
-                    profiler.summarize(&batches).map_err(PartError::Data)
-                })
+                .map(|c| profiler.summarize_csv(&c.bytes, &plan))
                 .collect();
-            for s in summaries {
+            for (s, c) in summaries.into_iter().zip(parts) {
                 match s {
-                    Ok(s) => profiler.merge(s),
+                    Ok((s, bits)) => {
+                        profiler.merge(s);
+                        for (p, b) in packed.iter_mut().zip(bits) {
+                            *p |= b;
+                        }
+                    }
+                    // Under a guessed type a value that does not parse may
+                    // just mean the guess was wrong.
+                    Err(PartError::Csv(_)) if guessed => return Ok(Scan::Mistyped),
                     Err(PartError::Csv(e)) => return Err(csv::chunk_error(path, e, profiler.rows)),
                     Err(PartError::Data(e)) => return Err(e),
                 }
+                // The reader may be gone (the last chunk was read).
+                let _ = recycle.send(c.bytes);
             }
             if done {
-                return Ok(Some(profiler.finish()));
+                if guessed && !csv::types_match(&plan.schema, &packed) {
+                    return Ok(Scan::Mistyped);
+                }
+                return Ok(Scan::Done(profiler.finish()));
             }
         }
     })
@@ -338,19 +565,9 @@ impl Profiler {
             .map(|(i, global)| {
                 let mut acc = global.fresh();
                 for batch in batches {
-                    let array = batch.column(i);
-                    if acc.physical == Physical::Other {
-                        acc.rows += array.len() as u64;
-                        acc.nulls += array.null_count() as u64;
-                        continue;
-                    }
-                    let values = Values::from_array(array).ok_or_else(|| DataError::Column {
-                        column: acc.name.clone(),
-                        message: format!("cannot read type {}", array.data_type()),
-                    })?;
-                    acc.push(&values);
+                    acc.push_array(batch.column(i))?;
                 }
-                acc.quantiles.seal();
+                acc.seal(global);
                 Ok(acc)
             })
             .collect::<Result<Vec<_>>>()?;
@@ -358,6 +575,112 @@ impl Profiler {
             rows: batches.iter().map(|b| b.num_rows() as u64).sum(),
             columns,
         })
+    }
+
+    /// Summarizes one CSV chunk read straight from its fields (see
+    /// [`CsvPlan`], [`csv::for_each_record`]), and the type bits of its
+    /// records where `plan` checks them. Any record the direct reading cannot take (a parse failure,
+    /// the wrong width, invalid UTF-8) sends the whole chunk through arrow's
+    /// reader, which either reads it the same way or gives its own error.
+    fn summarize_csv(
+        &self,
+        bytes: &[u8],
+        plan: &CsvPlan,
+    ) -> std::result::Result<(Summary, Vec<u16>), PartError> {
+        let mut columns: Vec<Acc> = self.columns.iter().map(Acc::fresh).collect();
+        let mut tallies: Vec<Tally> = plan
+            .reads
+            .iter()
+            .map(|r| match r {
+                Read::Int => Tally::Ints(HashMap::default()),
+                Read::Str => Tally::Strings(HashMap::default()),
+                Read::Float | Read::Arrow => Tally::Off,
+            })
+            .collect();
+        // Numbers are parsed record by record but summarized column by
+        // column afterwards, so that one column's summaries (a 16 KiB
+        // HyperLogLog, a tally) stay in cache while its values go in.
+        let mut ints: Vec<Vec<i64>> = vec![Vec::new(); columns.len()];
+        let mut floats: Vec<Vec<f64>> = vec![Vec::new(); columns.len()];
+        let mut bits = vec![0u16; columns.len()];
+        let rows = csv::for_each_record(bytes, columns.len(), u64::MAX, |fields| {
+            for (i, &s) in fields.iter().enumerate() {
+                let read = plan.reads[i];
+                if s.is_empty() {
+                    // Every type reads an empty field as null, as arrow does.
+                    if read != Read::Arrow {
+                        columns[i].nulls += 1;
+                    }
+                    continue;
+                }
+                if plan.check[i] {
+                    bits[i] |= csv::classify(s);
+                }
+                // The parsers arrow's reader calls, so values are the same.
+                match read {
+                    Read::Int => match Int64Type::parse(s) {
+                        Some(v) => ints[i].push(v),
+                        None => return false,
+                    },
+                    Read::Float => match Float64Type::parse(s) {
+                        Some(v) => floats[i].push(v),
+                        None => return false,
+                    },
+                    Read::Str => tallies[i].string(&mut columns[i], s),
+                    Read::Arrow => {}
+                }
+            }
+            true
+        });
+        let Some(rows) = rows else {
+            return self.summarize_csv_with_arrow(bytes, plan);
+        };
+        for (i, (acc, mut tally)) in columns.iter_mut().zip(tallies).enumerate() {
+            if plan.reads[i] != Read::Arrow {
+                acc.rows += rows;
+            }
+            acc.distinct.reserve(floats[i].len());
+            for &v in &floats[i] {
+                acc.float(v);
+            }
+            for &v in &ints[i] {
+                tally.int(acc, v);
+            }
+            tally.spill(acc);
+        }
+        if !plan.arrow.is_empty() {
+            let batches = csv::decode(bytes, plan.schema.clone(), None, Some(plan.arrow.clone()))
+                .map_err(PartError::Csv)?;
+            for batch in &batches {
+                for (array, &i) in batch.columns().iter().zip(&plan.arrow) {
+                    columns[i].push_array(array).map_err(PartError::Data)?;
+                }
+            }
+        }
+        for (acc, global) in columns.iter_mut().zip(&self.columns) {
+            acc.seal(global);
+        }
+        Ok((Summary { rows, columns }, bits))
+    }
+
+    /// [`Profiler::summarize_csv`] through arrow's reader.
+    fn summarize_csv_with_arrow(
+        &self,
+        bytes: &[u8],
+        plan: &CsvPlan,
+    ) -> std::result::Result<(Summary, Vec<u16>), PartError> {
+        let batches =
+            csv::decode(bytes, plan.schema.clone(), None, None).map_err(PartError::Csv)?;
+        let summary = self.summarize(&batches).map_err(PartError::Data)?;
+        let mut bits = vec![0u16; plan.check.len()];
+        if plan.check.contains(&true) {
+            let checked: Vec<usize> = (0..bits.len()).filter(|&i| plan.check[i]).collect();
+            let found = csv::type_bits(bytes, &plan.schema, &checked).map_err(PartError::Csv)?;
+            for (&i, b) in checked.iter().zip(found) {
+                bits[i] = b;
+            }
+        }
+        Ok((summary, bits))
     }
 
     /// Adds a later part.
@@ -444,6 +767,21 @@ impl Acc {
         acc
     }
 
+    /// Ends a part of the stream that `global` summarizes so far. The
+    /// quantile sketch is compacted here, in parallel with other parts,
+    /// unless the part will likely be merged as raw values (all parts of
+    /// this round together still within the exact limit), where the sort
+    /// would be wasted.
+    fn seal(&mut self, global: &Acc) {
+        let round = round_size() as u64;
+        if !global
+            .quantiles
+            .merges_exactly(self.quantiles.count() * round)
+        {
+            self.quantiles.seal();
+        }
+    }
+
     /// Adds the summary of a later part.
     fn merge(&mut self, o: Acc) {
         self.rows += o.rows;
@@ -505,12 +843,17 @@ impl Acc {
 
     #[inline]
     fn string(&mut self, s: &str) {
-        self.distinct.insert_hash(hash_bytes(s.as_bytes()));
-        self.strings.insert(s);
+        self.strings_counted(s, hash_bytes(s.as_bytes()), 1);
+    }
+
+    /// `count` occurrences of `s`, whose [`hash_bytes`] is `h`.
+    fn strings_counted(&mut self, s: &str, h: u64, count: u64) {
+        self.distinct.insert_hash(h);
+        self.strings.insert_counted(s, count);
         let len = s.chars().count() as u64;
         self.len_min = self.len_min.min(len);
         self.len_max = self.len_max.max(len);
-        self.len_sum += len;
+        self.len_sum += len * count;
         if self.smin.as_deref().is_none_or(|m| s < m) {
             self.smin = Some(s.to_string());
         }
@@ -519,24 +862,49 @@ impl Acc {
         }
     }
 
+    #[inline]
+    fn int(&mut self, v: i64) {
+        self.distinct.insert_hash(hash_u64(v as u64));
+        self.ints.insert(&v);
+        self.number(v as f64);
+    }
+
+    #[inline]
+    fn float(&mut self, v: f64) {
+        if v.is_finite() {
+            self.distinct.insert_hash(hash_f64(v));
+        }
+        self.number(v);
+    }
+
+    /// Adds the values of an array of this column.
+    fn push_array(&mut self, array: &ArrayRef) -> Result<()> {
+        if self.physical == Physical::Other {
+            self.rows += array.len() as u64;
+            self.nulls += array.null_count() as u64;
+            return Ok(());
+        }
+        let values = Values::from_array(array).ok_or_else(|| DataError::Column {
+            column: self.name.clone(),
+            message: format!("cannot read type {}", array.data_type()),
+        })?;
+        self.push(&values);
+        Ok(())
+    }
+
     fn push(&mut self, values: &Values) {
         self.rows += values.len() as u64;
         match values {
             Values::Int(a) => {
                 self.nulls += a.null_count() as u64;
                 for v in a.iter().flatten() {
-                    self.distinct.insert_hash(hash_u64(v as u64));
-                    self.ints.insert(&v);
-                    self.number(v as f64);
+                    self.int(v);
                 }
             }
             Values::Float(a) => {
                 self.nulls += a.null_count() as u64;
                 for v in a.iter().flatten() {
-                    if v.is_finite() {
-                        self.distinct.insert_hash(hash_f64(v));
-                    }
-                    self.number(v);
+                    self.float(v);
                 }
             }
             Values::Str(a) => {
@@ -853,6 +1221,47 @@ mod tests {
             assert_same(&chunked, &one);
         }
         assert_same(&profile(&path).unwrap(), &one);
+    }
+
+    #[test]
+    fn a_wrong_guess_from_the_first_chunk_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("late.csv");
+        // Types the first chunk does not show: a decimal, strings in an
+        // empty column, a boolean among integers; all in the last record.
+        let mut text = String::from("n,late,t\n");
+        for r in 0..3000 {
+            let late = if r < 2000 {
+                String::new()
+            } else {
+                format!("v{}", r % 7)
+            };
+            text.push_str(&format!("{r},{late},{}\n", r % 5));
+        }
+        text.push_str("2.5,x,true\n");
+        std::fs::write(&path, &text).unwrap();
+        let options = ReadOptions {
+            batch_size: 1 << 20,
+            ..ReadOptions::new()
+        };
+        let whole: Vec<RecordBatch> = read::open(&path, &options)
+            .unwrap()
+            .collect::<Result<_>>()
+            .unwrap();
+        let one = profile_batches(&whole).unwrap();
+        assert_eq!(
+            one.columns
+                .iter()
+                .map(|c| c.data_type.as_str())
+                .collect::<Vec<_>>(),
+            ["Float64", "Utf8", "Utf8"]
+        );
+        for chunk in [97, 4096, 1 << 20] {
+            let chunked = profile_csv(&path, &ReadOptions::new(), chunk)
+                .unwrap()
+                .expect("splittable");
+            assert_same(&chunked, &one);
+        }
     }
 
     #[test]

@@ -192,8 +192,11 @@ fn open_csv(path: &Path, options: &ReadOptions) -> Result<BatchReader> {
 pub(crate) fn csv_schema(path: &Path, options: &ReadOptions) -> Result<SchemaRef> {
     let size = std::fs::metadata(path).map_err(io_err(path))?.len();
     let max_records = (size > options.csv_full_inference_bytes).then_some(options.csv_infer_rows);
-    if let Some((schema, _)) = crate::csv::infer_schema(path, max_records, crate::csv::CHUNK_BYTES)?
-    {
+    if let Some((schema, _)) = crate::csv::infer_schema(
+        path,
+        max_records.map_or(crate::csv::Sample::All, crate::csv::Sample::Records),
+        crate::csv::CHUNK_BYTES,
+    )? {
         return Ok(schema);
     }
     let file = File::open(path).map_err(io_err(path))?;
