@@ -24,7 +24,7 @@ cleanup() {
 trap cleanup EXIT
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 1; }
 
-cargo build -q --release -p keel-cli -p keel-serve --example canned
+cargo build -q --release -p keel-cli --bin keel -p keel-serve --example canned
 keel=$CARGO_TARGET_DIR/release/keel
 canned=$CARGO_TARGET_DIR/release/examples/canned
 
