@@ -35,8 +35,8 @@ pub struct ServeArgs {
     /// When a response waits for its log record: `write` (written to the
     /// file: survives a crash of the server), `fsync` (on disk: survives a
     /// power cut), `async` (does not wait).
-    #[arg(long, default_value = "write", value_parser = ["write", "fsync", "async"])]
-    log_durability: String,
+    #[arg(long, default_value = "write", value_parser = parse_durability)]
+    log_durability: Durability,
     /// Close a log segment above this many MiB.
     #[arg(long, default_value_t = 64)]
     log_segment_mib: u64,
@@ -97,8 +97,7 @@ pub fn serve(global: &Global, args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     if let Some(dir) = log_dir {
         let mut log = LogConfig::new(&dir);
-        log.durability = Durability::parse(&args.log_durability)
-            .with_context(|| format!("--log-durability {}", args.log_durability))?;
+        log.durability = args.log_durability;
         log.max_segment_bytes = args.log_segment_mib << 20;
         log.max_segment_age =
             monitor::parse_duration(&args.log_segment_age).with_context(|| {
@@ -185,4 +184,9 @@ pub fn monitor(global: &Global, args: MonitorArgs) -> anyhow::Result<ExitCode> {
         }
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--log-durability`: the spellings are [`Durability::parse`]'s.
+fn parse_durability(s: &str) -> Result<Durability, String> {
+    Durability::parse(s).ok_or_else(|| format!("expected write, fsync or async, not {s:?}"))
 }
