@@ -58,7 +58,8 @@ pub struct AppState {
     /// Where uploads are spooled before they enter the object store.
     pub tmp_dir: PathBuf,
     tokens: Arc<auth::TokenCache>,
-    writer: tokio::sync::mpsc::Sender<WriteJob>,
+    /// PostgreSQL only: SQLite groups commits in the store's write lane.
+    writer: Option<tokio::sync::mpsc::Sender<WriteJob>>,
 }
 
 type WriteJob = (
@@ -69,8 +70,10 @@ type WriteJob = (
 /// The most metric points one group commit carries.
 const GROUP_METRICS: usize = 20_000;
 
-/// Group commit: one task drains every pending log-* request into one
-/// transaction (`runs::log_batches`), so concurrent clients share an fsync.
+/// Group commit on PostgreSQL: one task drains every pending log-* request
+/// into one transaction (`runs::log_batches`), so concurrent clients share
+/// a commit. (On SQLite, `runs::log_batch` groups them itself, without the
+/// hand-off to this task.)
 fn start_writer(store: Store) -> tokio::sync::mpsc::Sender<WriteJob> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<WriteJob>(4096);
     tokio::spawn(async move {
@@ -97,13 +100,25 @@ fn start_writer(store: Store) -> tokio::sync::mpsc::Sender<WriteJob> {
 }
 
 impl AppState {
-    /// Logs a batch through the group-commit writer.
+    /// Logs a batch, committed together with concurrent requests' batches.
     pub(crate) async fn log(
         &self,
         batch: keel_store::tracking::runs::Batch,
     ) -> error::ApiResult<()> {
+        let Some(writer) = &self.writer else {
+            let b = batch;
+            keel_store::tracking::runs::log_batch(
+                &self.store,
+                &b.run_id,
+                &b.metrics,
+                &b.params,
+                &b.tags,
+            )
+            .await?;
+            return Ok(());
+        };
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.writer
+        writer
             .send((batch, tx))
             .await
             .map_err(|_| ApiError::internal("the metrics writer stopped"))?;
@@ -123,7 +138,7 @@ impl AppState {
             config: Arc::new(config),
             tmp_dir,
             tokens: Arc::new(auth::TokenCache::default()),
-            writer: start_writer(store.clone()),
+            writer: (!store.db.groups_commits()).then(|| start_writer(store.clone())),
             store,
         })
     }

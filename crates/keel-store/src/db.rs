@@ -26,6 +26,8 @@ pub struct Db {
     pool: AnyPool,
     backend: Backend,
     url_for_display: String,
+    /// SQLite files only: the connection tracking's hot path writes on.
+    lane: Option<std::sync::Arc<crate::lane::Lane>>,
 }
 
 impl Db {
@@ -74,16 +76,45 @@ impl Db {
             .connect(url)
             .await
             .map_err(StoreError::db(format!("connecting to {display}")))?;
+        let lane = match sqlite_file(url) {
+            Some(path) if backend == Backend::Sqlite => {
+                Some(std::sync::Arc::new(crate::lane::Lane::open(&path)?))
+            }
+            _ => None,
+        };
         Ok(Db {
             pool,
             backend,
             url_for_display: display,
+            lane,
         })
     }
 
     /// The pool, for queries.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The SQLite write lane, when this is a SQLite file.
+    pub(crate) fn lane(&self) -> Option<&crate::lane::Lane> {
+        self.lane.as_deref()
+    }
+
+    /// What the tracking writes of the SQLite lane survive once answered
+    /// (default [`crate::Durability::Process`]); other writes are always
+    /// fsynced.
+    pub fn set_durability(&self, d: crate::Durability) -> Result<()> {
+        match &self.lane {
+            Some(lane) => lane.set_durability(d),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether concurrent tracking writes are grouped into shared commits
+    /// by the store itself (the SQLite lane); otherwise a caller with many
+    /// concurrent writers should group them (`runs::log_batches`).
+    pub fn groups_commits(&self) -> bool {
+        self.lane.is_some()
     }
 
     /// Which engine this is.
@@ -179,6 +210,15 @@ impl Db {
         .map_err(StoreError::db("listing migrations"))?;
         rows.iter().map(|r| Ok((get(r, 0)?, get(r, 1)?))).collect()
     }
+}
+
+/// The file of a `sqlite:` URL (`sqlite://PATH?…`, `sqlite:PATH`); `None`
+/// for in-memory DBs.
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
 }
 
 /// Reads column `i` of a row, mapping a type mismatch to a store error.

@@ -33,6 +33,14 @@ pub enum StoreError {
         /// The driver's error.
         source: sqlx::Error,
     },
+    /// The SQLite write lane (tracking's hot path) failed a statement.
+    #[error("metadata DB: {context}: {source}")]
+    Sqlite {
+        /// The operation that failed.
+        context: String,
+        /// SQLite's error (shared: one failed commit fails every call in it).
+        source: std::sync::Arc<rusqlite::Error>,
+    },
     /// A DB URL keel cannot use.
     #[error("unsupported DB URL {url:?}: expected sqlite://PATH or postgres://…")]
     UnsupportedDbUrl {

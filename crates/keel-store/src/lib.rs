@@ -22,6 +22,7 @@
 pub mod data;
 pub mod db;
 mod error;
+mod lane;
 pub mod migrations;
 pub mod monitor;
 pub mod objects;
@@ -34,6 +35,24 @@ use std::path::Path;
 
 pub use error::{Result, StoreError};
 pub use project::{Overrides, Project};
+
+/// What a write guarantees once keel reports it done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// It survives the process dying (a kill, a crash of keel): the bytes
+    /// are handed to the OS before the answer. After a power loss or an
+    /// OS crash, the last moments may be missing — but never half-written:
+    /// a data version may name objects that never reached the disk (`keel
+    /// fsck` reports them; re-adding the data stores them again), tracking
+    /// may lose the last ~100 ms of logged values (the SQLite lane syncs
+    /// its WAL that often). What DVC and git (loose objects) promise too.
+    #[default]
+    Process,
+    /// Also across a power loss: flushed to the disk before the answer
+    /// (`data add`: one `syncfs` before the version row is committed;
+    /// tracking: an fsync per commit). Costs the time to reach the disk.
+    Disk,
+}
 
 /// An open project: its configuration, metadata DB and object store.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 
 use super::{block_on, print_json, Global};
 
-/// `keel server [--host 127.0.0.1] [--port 5000] [--auth]`.
+/// `keel server [--host 127.0.0.1] [--port 5000] [--auth] [--sync]`.
 #[derive(Args, Debug)]
 pub struct ServerArgs {
     /// Address to listen on. A non-loopback address requires --auth.
@@ -24,11 +24,20 @@ pub struct ServerArgs {
     /// without --auth only loopback names are accepted.
     #[arg(long = "allowed-host", value_name = "NAME")]
     allowed_hosts: Vec<String>,
+    /// Answer tracking writes only once fsynced (they survive a power cut).
+    /// Default: once written to SQLite's WAL (they survive a kill of the
+    /// server), with the WAL fsynced every 100 ms. PostgreSQL: its own
+    /// setting decides.
+    #[arg(long)]
+    sync: bool,
 }
 
 /// Runs `keel server` until Ctrl-C.
 pub fn run(g: &Global, args: ServerArgs) -> anyhow::Result<ExitCode> {
     let store = g.store()?;
+    if args.sync {
+        store.db.set_durability(keel_store::Durability::Disk)?;
+    }
     let addr = SocketAddr::new(args.host, args.port);
     let require_auth = args.auth || !args.host.is_loopback();
     block_on(async move {

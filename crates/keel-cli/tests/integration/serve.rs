@@ -96,7 +96,13 @@ pub struct Server {
 impl Server {
     /// Starts `keel serve ARGS --port 0` and waits for its address.
     pub fn start(env: &Env, args: &[&str]) -> Server {
-        let mut all: Vec<&str> = vec!["serve"];
+        Server::spawn(env, "serve", args)
+    }
+
+    /// Starts `keel COMMAND ARGS --host 127.0.0.1 --port 0` (`serve` or
+    /// `server`) and waits for the address it announces.
+    pub fn spawn(env: &Env, command: &str, args: &[&str]) -> Server {
+        let mut all: Vec<&str> = vec![command];
         all.extend(args);
         all.extend(["--host", "127.0.0.1", "--port", "0"]);
         let mut child = env

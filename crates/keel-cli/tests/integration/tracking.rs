@@ -161,3 +161,99 @@ fn jobs_are_tracking_runs_their_scripts_can_log_into() {
         .unwrap();
     assert_eq!(again.experiment_id, exp.experiment_id);
 }
+
+/// kill -9 of `keel server` while clients log metrics: every log-metric
+/// that got its 200 is in the store afterwards. Default durability: a
+/// write is answered once it is in SQLite's WAL.
+#[test]
+fn sigkill_of_the_tracking_server_loses_no_acknowledged_metric() {
+    sigkill_tracking_server(&[]);
+}
+
+/// The same with `--sync` (answered once fsynced).
+#[test]
+fn sigkill_of_the_tracking_server_loses_no_acknowledged_metric_sync() {
+    sigkill_tracking_server(&["--sync"]);
+}
+
+fn sigkill_tracking_server(args: &[&str]) {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use crate::serve::{http, wait_for, Conn, Server};
+
+    let env = Env::new();
+    env.ok(&["init"]);
+    // The test's HTTP client names the host `keel`.
+    let args: Vec<&str> = ["--allowed-host", "keel"]
+        .iter()
+        .chain(args)
+        .copied()
+        .collect();
+    let mut server = Server::spawn(&env, "server", &args);
+    let addr = server.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked_total = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let created = http(addr, "POST", "/api/2.0/mlflow/runs/create", r#"{"experiment_id": "0"}"#);
+            assert_eq!(created.status, 200, "{}", created.body);
+            let v: serde_json::Value = serde_json::from_str(&created.body).unwrap();
+            let run = v["run"]["info"]["run_id"].as_str().unwrap().to_string();
+            let (stop, acked_total) = (stop.clone(), acked_total.clone());
+            std::thread::spawn(move || {
+                let mut conn = Conn::open(addr).unwrap();
+                let mut acked = Vec::new();
+                for step in 0i64.. {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let body = serde_json::json!({"run_id": run, "key": "m", "value": step as f64, "timestamp": 1, "step": step});
+                    match conn.request(
+                        "POST",
+                        "/api/2.0/mlflow/runs/log-metric",
+                        &[("content-type", "application/json")],
+                        &body.to_string(),
+                    ) {
+                        Ok(r) if r.status == 200 => {
+                            acked.push(step);
+                            acked_total.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Ok(r) => panic!("log-metric: HTTP {} {}", r.status, r.body),
+                        // The server is gone: this one was not acknowledged.
+                        Err(_) => break,
+                    }
+                }
+                (run, acked)
+            })
+        })
+        .collect();
+    wait_for(60, "400 acknowledged log-metric calls", || {
+        (acked_total.load(Ordering::SeqCst) >= 400).then_some(())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    server.kill9();
+    let results: Vec<(String, Vec<i64>)> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    stop.store(true, Ordering::SeqCst);
+
+    let rt = rt();
+    let store = rt
+        .block_on(Store::open(env.root(), &Overrides::default()))
+        .unwrap();
+    let mut total = 0;
+    for (run, acked) in &results {
+        let history = rt
+            .block_on(runs::metric_history(&store, run, "m", None, None))
+            .unwrap();
+        let stored: std::collections::BTreeSet<i64> =
+            history.items.iter().map(|m| m.step).collect();
+        let lost: Vec<&i64> = acked.iter().filter(|s| !stored.contains(s)).collect();
+        assert!(
+            lost.is_empty(),
+            "run {run}: acknowledged steps lost: {lost:?}"
+        );
+        total += acked.len();
+    }
+    eprintln!("{total} acknowledged log-metric calls, all stored");
+    assert!(total >= 400);
+}

@@ -19,10 +19,10 @@ mod transfer;
 mod tree;
 pub mod versions;
 
+pub use crate::Durability;
 pub use ops::{
     add, add_with, checkout, diff, fsck, log, resolve_ref, status, AddReport, CheckoutOptions,
-    CheckoutReport, DataChange, DatasetStatus, DiffReport, Durability, FsckProblem, FsckReport,
-    VersionRef,
+    CheckoutReport, DataChange, DatasetStatus, DiffReport, FsckProblem, FsckReport, VersionRef,
 };
 pub use transfer::{pull, push, TransferReport};
 pub use tree::{Entry, Kind, Pointer};

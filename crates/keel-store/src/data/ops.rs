@@ -6,6 +6,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use keel_core::{DatasetPath, ObjectHash, Progress, Unit};
+
+use crate::Durability;
 use rayon::prelude::*;
 
 use super::tree::{self, is_exec, load_tree, Entry, Kind, Pointer, StatCache};
@@ -233,23 +235,6 @@ fn whoami() -> String {
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "unknown".into())
-}
-
-/// What `add` guarantees about the objects of a version it records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Durability {
-    /// The stores are consistent whenever the process dies (a kill, a
-    /// crash of keel): objects are complete and named before the version
-    /// row is committed. After a power loss or an OS crash within the
-    /// kernel's write-back delay, a version may name objects that never
-    /// reached the disk; `keel fsck` reports them and re-adding the data
-    /// stores them again. What DVC and git (loose objects) promise too.
-    #[default]
-    Process,
-    /// Also across a power loss: one `syncfs` flushes the objects before the
-    /// version row is committed. Costs the time to write every new byte to
-    /// the disk.
-    Disk,
 }
 
 /// Adds (or re-adds) a dataset: stores its files, records a version,

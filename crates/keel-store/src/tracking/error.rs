@@ -34,6 +34,16 @@ impl TrackingError {
         TrackingError::NotFound(msg.into())
     }
 
+    /// For the SQLite lane's statements (see `crate::lane`).
+    pub(crate) fn sqlite(context: &'static str) -> impl FnOnce(rusqlite::Error) -> TrackingError {
+        move |source| {
+            TrackingError::Store(StoreError::Sqlite {
+                context: context.to_string(),
+                source: std::sync::Arc::new(source),
+            })
+        }
+    }
+
     pub(crate) fn db(context: &'static str) -> impl FnOnce(sqlx::Error) -> TrackingError {
         move |source| {
             TrackingError::Store(StoreError::Db {

@@ -203,12 +203,33 @@ pub async fn get_by_name(store: &Store, name: &str) -> TrackingResult<Experiment
 /// An active experiment (writes to runs of deleted experiments are refused).
 pub async fn get_active(store: &Store, id: i64) -> TrackingResult<Experiment> {
     let e = get(store, id).await?;
-    if e.lifecycle != Lifecycle::Active {
-        return Err(TrackingError::invalid(format!(
-            "The experiment {id} must be in the 'active' state. Current state is deleted."
-        )));
-    }
+    require_active(id, Some(e.lifecycle))?;
     Ok(e)
+}
+
+/// MLflow's errors for writing into an experiment that is missing
+/// (`None`) or deleted.
+pub(crate) fn require_active(id: i64, lifecycle: Option<Lifecycle>) -> TrackingResult<()> {
+    match lifecycle {
+        None => Err(TrackingError::not_found(format!(
+            "No Experiment with id={id} exists"
+        ))),
+        Some(Lifecycle::Deleted) => Err(TrackingError::invalid(format!(
+            "The experiment {id} must be in the 'active' state. Current state is deleted."
+        ))),
+        Some(Lifecycle::Active) => Ok(()),
+    }
+}
+
+/// An experiment's lifecycle, read on the SQLite lane's connection.
+pub(crate) fn lifecycle_on(c: &rusqlite::Connection, id: i64) -> TrackingResult<Option<Lifecycle>> {
+    let mut sql = super::util::Sql::new("");
+    let e = sql.bind(super::util::Bind::I64(id));
+    sql.text = format!("SELECT lifecycle_stage FROM experiments WHERE experiment_id = {e}");
+    let rows = sql.fetch_on(c, "reading experiment", |row| {
+        super::util::Cols::cell::<String>(row, "lifecycle_stage")
+    })?;
+    Ok(rows.first().map(|s| Lifecycle::parse(s)))
 }
 
 const TARGET: Target = Target {

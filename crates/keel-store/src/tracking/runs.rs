@@ -3,12 +3,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use sqlx::any::AnyRow;
-
 use super::error::{TrackingError, TrackingResult};
 use super::experiments;
 use super::search::{self, Kind, Target};
-use super::util::{col, decode_token, paginate, placeholders, Bind, Sql};
+use super::util::{col, decode_token, paginate, placeholders, Bind, Cols, Sql};
 use super::{validate, KeyValue, Lifecycle, Metric, Page, ViewType};
 use crate::db::{now_ms, Backend};
 use crate::Store;
@@ -155,16 +153,16 @@ fn generate_name(run_id: &str) -> String {
 const INFO_COLUMNS: &str =
     "r.run_id, r.experiment_id, r.run_name, r.user_id, r.status, r.start_time, r.end_time, r.lifecycle_stage";
 
-fn info_from_row(r: &AnyRow) -> TrackingResult<RunInfo> {
+fn info_from_row(r: &impl Cols) -> TrackingResult<RunInfo> {
     Ok(RunInfo {
-        run_id: col(r, "run_id")?,
-        experiment_id: col(r, "experiment_id")?,
-        run_name: col(r, "run_name")?,
-        user_id: col(r, "user_id")?,
-        status: RunStatus::parse(&col::<String>(r, "status")?)?,
-        start_time: col(r, "start_time")?,
-        end_time: col(r, "end_time")?,
-        lifecycle: Lifecycle::parse(&col::<String>(r, "lifecycle_stage")?),
+        run_id: r.cell("run_id")?,
+        experiment_id: r.cell("experiment_id")?,
+        run_name: r.cell("run_name")?,
+        user_id: r.cell("user_id")?,
+        status: RunStatus::parse(&r.cell::<String>("status")?)?,
+        start_time: r.cell("start_time")?,
+        end_time: r.cell("end_time")?,
+        lifecycle: Lifecycle::parse(&r.cell::<String>("lifecycle_stage")?),
     })
 }
 
@@ -177,7 +175,6 @@ pub async fn create(
     start_time: Option<i64>,
     tags: &[KeyValue],
 ) -> TrackingResult<Run> {
-    experiments::get_active(store, experiment_id).await?;
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let tag_name = tags
         .iter()
@@ -198,41 +195,93 @@ pub async fn create(
     for t in &all_tags {
         validate::key("tag", &t.key)?;
     }
-    let start = start_time.unwrap_or_else(now_ms);
+    let info = RunInfo {
+        run_id,
+        experiment_id,
+        run_name: name,
+        user_id: user_id.to_string(),
+        status: RunStatus::Running,
+        start_time: start_time.unwrap_or_else(now_ms),
+        end_time: None,
+        lifecycle: Lifecycle::Active,
+    };
+    let insert = insert_run_statement(&info);
+    if let Some(lane) = store.db.lane() {
+        return lane
+            .run(move |c| {
+                experiments::require_active(
+                    experiment_id,
+                    experiments::lifecycle_on(c, experiment_id)?,
+                )?;
+                insert
+                    .execute_on(c)
+                    .map_err(TrackingError::sqlite("creating run"))?;
+                for sql in tag_statements(&info.run_id, &all_tags) {
+                    sql.execute_on(c)
+                        .map_err(TrackingError::sqlite("tagging run"))?;
+                }
+                Ok(new_run(info, &all_tags))
+            })
+            .await;
+    }
+    experiments::get_active(store, experiment_id).await?;
     let mut tx = store
         .db
         .pool()
         .begin()
         .await
         .map_err(TrackingError::db("creating run"))?;
-    sqlx::query(
-        "INSERT INTO runs (run_id, experiment_id, run_name, user_id, status, start_time, end_time, lifecycle_stage)
-         VALUES ($1, $2, $3, $4, 'RUNNING', $5, NULL, 'active')",
-    )
-    .bind(&run_id)
-    .bind(experiment_id)
-    .bind(&name)
-    .bind(user_id)
-    .bind(start)
-    .execute(&mut *tx)
-    .await
-    .map_err(TrackingError::db("creating run"))?;
-    for t in &all_tags {
-        sqlx::query(
-            "INSERT INTO run_tags (run_id, key, value) VALUES ($1, $2, $3)
-             ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(&run_id)
-        .bind(&t.key)
-        .bind(validate::truncate(&t.value, validate::MAX_TAG_VALUE))
+    insert
+        .query()
         .execute(&mut *tx)
         .await
-        .map_err(TrackingError::db("tagging run"))?;
-    }
+        .map_err(TrackingError::db("creating run"))?;
+    write_tags(&mut tx, &info.run_id, &all_tags).await?;
     tx.commit()
         .await
         .map_err(TrackingError::db("creating run"))?;
-    get(store, &run_id).await
+    get(store, &info.run_id).await
+}
+
+fn insert_run_statement(info: &RunInfo) -> Sql {
+    let mut sql = Sql::new("");
+    let ps = [
+        sql.bind(Bind::Text(info.run_id.clone())),
+        sql.bind(Bind::I64(info.experiment_id)),
+        sql.bind(Bind::Text(info.run_name.clone())),
+        sql.bind(Bind::Text(info.user_id.clone())),
+        sql.bind(Bind::I64(info.start_time)),
+    ];
+    sql.text = format!(
+        "INSERT INTO runs (run_id, experiment_id, run_name, user_id, status, start_time, end_time, lifecycle_stage)
+         VALUES ({}, 'RUNNING', {}, NULL, 'active')",
+        ps[..4].join(", "),
+        ps[4]
+    );
+    sql
+}
+
+/// A run just created with `tags`, as [`get`] would read it back: tags
+/// by key, the last value of a repeated key, values truncated.
+fn new_run(info: RunInfo, tags: &[KeyValue]) -> Run {
+    let tags: BTreeMap<&str, String> = tags
+        .iter()
+        .map(|t| {
+            (
+                t.key.as_str(),
+                validate::truncate(&t.value, validate::MAX_TAG_VALUE),
+            )
+        })
+        .collect();
+    Run {
+        info,
+        metrics: Vec::new(),
+        params: Vec::new(),
+        tags: tags.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect(),
+        dataset_inputs: Vec::new(),
+        model_inputs: Vec::new(),
+        model_outputs: Vec::new(),
+    }
 }
 
 /// A run's info.
@@ -270,46 +319,102 @@ fn require_active(run_id: &str, lifecycle: Option<Lifecycle>) -> TrackingResult<
 
 /// A run with its metrics, params, tags, inputs and outputs.
 pub async fn get(store: &Store, run_id: &str) -> TrackingResult<Run> {
+    if let Some(lane) = store.db.lane() {
+        validate::id("run_id", run_id)?;
+        return lane.read(|c| get_on(c, run_id));
+    }
     let info = get_info(store, run_id).await?;
     let mut runs = hydrate(store, vec![info]).await?;
     let mut run = runs.pop().expect("one run in, one run out");
-    let rows = sqlx::query(
-        "SELECT dataset_name, dataset_digest, source_type, source, schema_json, profile, tags_json
-         FROM run_inputs WHERE run_id = $1 ORDER BY dataset_name",
-    )
-    .bind(run_id)
-    .fetch_all(store.db.pool())
-    .await
-    .map_err(TrackingError::db("reading run inputs"))?;
-    for r in &rows {
-        let tags: Vec<(String, String)> =
-            serde_json::from_str(&col::<String>(r, "tags_json")?).unwrap_or_default();
-        run.dataset_inputs.push(DatasetInput {
-            name: col(r, "dataset_name")?,
-            digest: col(r, "dataset_digest")?,
-            source_type: col(r, "source_type")?,
-            source: col(r, "source")?,
-            schema: col(r, "schema_json")?,
-            profile: col(r, "profile")?,
-            tags: tags.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect(),
-        });
+    for r in &sqlx::query(INPUTS_QUERY)
+        .bind(run_id)
+        .fetch_all(store.db.pool())
+        .await
+        .map_err(TrackingError::db("reading run inputs"))?
+    {
+        run.dataset_inputs.push(dataset_input_from_row(r)?);
     }
-    let rows = sqlx::query(
-        "SELECT model_id, direction, step FROM run_model_io WHERE run_id = $1 ORDER BY model_id",
-    )
-    .bind(run_id)
-    .fetch_all(store.db.pool())
-    .await
-    .map_err(TrackingError::db("reading run models"))?;
-    for r in &rows {
-        let id: String = col(r, "model_id")?;
-        if col::<String>(r, "direction")? == "input" {
-            run.model_inputs.push(id);
-        } else {
-            run.model_outputs.push((id, col(r, "step")?));
-        }
+    for r in &sqlx::query(MODEL_IO_QUERY)
+        .bind(run_id)
+        .fetch_all(store.db.pool())
+        .await
+        .map_err(TrackingError::db("reading run models"))?
+    {
+        add_model_io(&mut run, r)?;
     }
     Ok(run)
+}
+
+/// [`get`] on the SQLite lane's read connection (one snapshot).
+fn get_on(c: &rusqlite::Connection, run_id: &str) -> TrackingResult<Run> {
+    let mut run = new_run(info_on(c, run_id)?, &[]);
+    let by_run = |text: String| {
+        let mut sql = Sql::new(&text);
+        sql.binds.push(Bind::Text(run_id.to_string()));
+        sql
+    };
+    let mut params = Vec::new();
+    let mut tags = Vec::new();
+    for (table, out) in [("run_params", &mut params), ("run_tags", &mut tags)] {
+        *out = by_run(kv_query(table, "$1")).fetch_on(c, "reading run data", |r| {
+            Ok(KeyValue::new(
+                r.cell::<String>("key")?,
+                r.cell::<String>("value")?,
+            ))
+        })?;
+    }
+    (run.params, run.tags) = (params, tags);
+    run.metrics = by_run(latest_query("$1"))
+        .fetch_on(c, "reading run metrics", |r| metric_from_row(r, false))?;
+    run.dataset_inputs =
+        by_run(INPUTS_QUERY.to_string())
+            .fetch_on(c, "reading run inputs", |r| dataset_input_from_row(r))?;
+    by_run(MODEL_IO_QUERY.to_string())
+        .fetch_on(c, "reading run models", |r| add_model_io(&mut run, r))?;
+    Ok(run)
+}
+
+const INPUTS_QUERY: &str =
+    "SELECT dataset_name, dataset_digest, source_type, source, schema_json, profile, tags_json
+     FROM run_inputs WHERE run_id = $1 ORDER BY dataset_name";
+
+const MODEL_IO_QUERY: &str =
+    "SELECT model_id, direction, step FROM run_model_io WHERE run_id = $1 ORDER BY model_id";
+
+/// Params or tags (`table`) of the runs whose ids are bound at `ph`.
+fn kv_query(table: &str, ph: &str) -> String {
+    format!("SELECT run_id, key, value FROM {table} WHERE run_id IN ({ph}) ORDER BY key")
+}
+
+/// Latest metric values of the runs whose ids are bound at `ph`.
+fn latest_query(ph: &str) -> String {
+    format!(
+        "SELECT run_id, key, value, is_nan, timestamp, step FROM latest_metrics WHERE run_id IN ({ph}) ORDER BY key"
+    )
+}
+
+fn dataset_input_from_row(r: &impl Cols) -> TrackingResult<DatasetInput> {
+    let tags: Vec<(String, String)> =
+        serde_json::from_str(&r.cell::<String>("tags_json")?).unwrap_or_default();
+    Ok(DatasetInput {
+        name: r.cell("dataset_name")?,
+        digest: r.cell("dataset_digest")?,
+        source_type: r.cell("source_type")?,
+        source: r.cell("source")?,
+        schema: r.cell("schema_json")?,
+        profile: r.cell("profile")?,
+        tags: tags.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect(),
+    })
+}
+
+fn add_model_io(run: &mut Run, r: &impl Cols) -> TrackingResult<()> {
+    let id: String = r.cell("model_id")?;
+    if r.cell::<String>("direction")? == "input" {
+        run.model_inputs.push(id);
+    } else {
+        run.model_outputs.push((id, r.cell("step")?));
+    }
+    Ok(())
 }
 
 /// Loads metrics, params and tags for a list of runs, keeping their order.
@@ -335,10 +440,7 @@ async fn hydrate(store: &Store, infos: Vec<RunInfo>) -> TrackingResult<Vec<Run>>
     for chunk in ids.chunks(500) {
         let ph = placeholders(0, chunk.len());
         for (table, kind) in [("run_params", 0), ("run_tags", 1)] {
-            let text = format!(
-                "SELECT run_id, key, value FROM {table} WHERE run_id IN ({ph}) ORDER BY key"
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(text));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(kv_query(table, &ph)));
             for id in chunk {
                 q = q.bind(id.clone());
             }
@@ -356,10 +458,7 @@ async fn hydrate(store: &Store, infos: Vec<RunInfo>) -> TrackingResult<Vec<Run>>
                 }
             }
         }
-        let text = format!(
-            "SELECT run_id, key, value, is_nan, timestamp, step FROM latest_metrics WHERE run_id IN ({ph}) ORDER BY key"
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(text));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(latest_query(&ph)));
         for id in chunk {
             q = q.bind(id.clone());
         }
@@ -375,18 +474,18 @@ async fn hydrate(store: &Store, infos: Vec<RunInfo>) -> TrackingResult<Vec<Run>>
     Ok(runs)
 }
 
-fn metric_from_row(r: &AnyRow, extra: bool) -> TrackingResult<Metric> {
-    let is_nan: i64 = col(r, "is_nan")?;
-    let value: f64 = col(r, "value")?;
+fn metric_from_row(r: &impl Cols, extra: bool) -> TrackingResult<Metric> {
+    let is_nan: i64 = r.cell("is_nan")?;
+    let value: f64 = r.cell("value")?;
     Ok(Metric {
-        key: col(r, "key")?,
+        key: r.cell("key")?,
         value: if is_nan != 0 { f64::NAN } else { value },
-        timestamp: col(r, "timestamp")?,
-        step: col(r, "step")?,
-        model_id: if extra { col(r, "model_id")? } else { None },
-        dataset_name: if extra { col(r, "dataset_name")? } else { None },
+        timestamp: r.cell("timestamp")?,
+        step: r.cell("step")?,
+        model_id: if extra { r.cell("model_id")? } else { None },
+        dataset_name: if extra { r.cell("dataset_name")? } else { None },
         dataset_digest: if extra {
-            col(r, "dataset_digest")?
+            r.cell("dataset_digest")?
         } else {
             None
         },
@@ -401,38 +500,78 @@ pub async fn update(
     end_time: Option<i64>,
     run_name: Option<&str>,
 ) -> TrackingResult<RunInfo> {
+    validate::id("run_id", run_id)?;
+    let run_name = run_name.filter(|n| !n.is_empty()).map(str::to_string);
+    if let Some(name) = &run_name {
+        validate::length("run_name", name, validate::MAX_NAME)?;
+    }
+    // The new info, and the statements that write it.
+    let change = move |mut info: RunInfo| {
+        info.status = status.unwrap_or(info.status);
+        info.end_time = end_time.or(info.end_time);
+        let mut sql = Sql::new("");
+        let ps = [
+            sql.bind(Bind::Text(info.status.as_str().to_string())),
+            sql.bind(Bind::OptI64(info.end_time)),
+            sql.bind(Bind::Text(info.run_id.clone())),
+        ];
+        sql.text = format!(
+            "UPDATE runs SET status = {}, end_time = {} WHERE run_id = {}",
+            ps[0], ps[1], ps[2]
+        );
+        let mut statements = vec![sql];
+        if let Some(name) = &run_name {
+            info.run_name = name.clone();
+            statements.extend(tag_statements(
+                &info.run_id,
+                &[KeyValue::new(RUN_NAME_TAG, name.clone())],
+            ));
+        }
+        (info, statements)
+    };
+    if let Some(lane) = store.db.lane() {
+        let run_id = run_id.to_string();
+        return lane
+            .run(move |c| {
+                let info = info_on(c, &run_id)?;
+                require_active(&run_id, Some(info.lifecycle))?;
+                let (info, statements) = change(info);
+                for sql in statements {
+                    sql.execute_on(c)
+                        .map_err(TrackingError::sqlite("updating run"))?;
+                }
+                Ok(info)
+            })
+            .await;
+    }
     let info = get_active_info(store, run_id).await?;
+    let (_, statements) = change(info);
     let mut tx = store
         .db
         .pool()
         .begin()
         .await
         .map_err(TrackingError::db("updating run"))?;
-    sqlx::query("UPDATE runs SET status = $1, end_time = $2, run_name = $3 WHERE run_id = $4")
-        .bind(status.unwrap_or(info.status).as_str())
-        .bind(end_time.or(info.end_time))
-        .bind(run_name.filter(|n| !n.is_empty()).unwrap_or(&info.run_name))
-        .bind(run_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(TrackingError::db("updating run"))?;
-    if let Some(name) = run_name.filter(|n| !n.is_empty()) {
-        validate::length("run_name", name, validate::MAX_NAME)?;
-        sqlx::query(
-            "INSERT INTO run_tags (run_id, key, value) VALUES ($1, $2, $3)
-             ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(run_id)
-        .bind(RUN_NAME_TAG)
-        .bind(name)
-        .execute(&mut *tx)
-        .await
-        .map_err(TrackingError::db("updating run"))?;
+    for sql in statements {
+        sql.query()
+            .execute(&mut *tx)
+            .await
+            .map_err(TrackingError::db("updating run"))?;
     }
     tx.commit()
         .await
         .map_err(TrackingError::db("updating run"))?;
     get_info(store, run_id).await
+}
+
+/// [`get_info`] on a SQLite lane connection.
+fn info_on(c: &rusqlite::Connection, run_id: &str) -> TrackingResult<RunInfo> {
+    let mut sql = Sql::new("");
+    let r = sql.bind(Bind::Text(run_id.to_string()));
+    sql.text = format!("SELECT {INFO_COLUMNS} FROM runs r WHERE r.run_id = {r}");
+    sql.fetch_on(c, "reading run", |row| info_from_row(row))?
+        .pop()
+        .ok_or_else(|| TrackingError::not_found(format!("Run with id={run_id} not found")))
 }
 
 /// Soft-deletes or restores a run.
@@ -558,6 +697,18 @@ async fn write_metrics(
     backend: Backend,
     items: &[(&str, &[Metric])],
 ) -> TrackingResult<()> {
+    for sql in metric_statements(backend, items) {
+        sql.query()
+            .execute(&mut *conn)
+            .await
+            .map_err(TrackingError::db("logging metrics"))?;
+    }
+    Ok(())
+}
+
+/// The statements of [`write_metrics`].
+fn metric_statements(backend: Backend, items: &[(&str, &[Metric])]) -> Vec<Sql> {
+    let mut out = Vec::new();
     let rows: Vec<(&str, &Metric)> = items
         .iter()
         .flat_map(|(run, ms)| ms.iter().map(move |m| (*run, m)))
@@ -589,10 +740,7 @@ async fn write_metrics(
         }
         // A retried request repeats points exactly: keep the first copy.
         sql.push(" ON CONFLICT DO NOTHING");
-        sql.query()
-            .execute(&mut *conn)
-            .await
-            .map_err(TrackingError::db("logging metrics"))?;
+        out.push(sql);
         start += n;
     }
     // The latest value per (run, key): max by (step, timestamp, value). One
@@ -640,13 +788,10 @@ async fn write_metrics(
                 OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp
                     AND excluded.value > latest_metrics.value)",
         );
-        sql.query()
-            .execute(&mut *conn)
-            .await
-            .map_err(TrackingError::db("logging metrics"))?;
+        out.push(sql);
         start += n;
     }
-    Ok(())
+    out
 }
 
 /// Logs params; a param already logged with another value is refused.
@@ -655,50 +800,72 @@ async fn write_params(
     run_id: &str,
     params: &[KeyValue],
 ) -> TrackingResult<()> {
-    for chunk in params.chunks(100) {
-        let mut sql = Sql::new("INSERT INTO run_params (run_id, key, value) VALUES ");
-        let mut rows = Vec::new();
-        for p in chunk {
-            let a = sql.bind(Bind::Text(run_id.to_string()));
-            let b = sql.bind(Bind::Text(p.key.clone()));
-            let c = sql.bind(Bind::Text(p.value.clone()));
-            rows.push(format!("({a}, {b}, {c})"));
-        }
-        sql.push(&rows.join(", "));
-        sql.push(" ON CONFLICT (run_id, key) DO NOTHING");
-        sql.query()
+    for chunk in params.chunks(PARAMS_PER_INSERT) {
+        let (insert, check) = param_statements(run_id, chunk);
+        insert
+            .query()
             .execute(&mut *conn)
             .await
             .map_err(TrackingError::db("logging params"))?;
-        let mut check = Sql::new("");
-        let r = check.bind(Bind::Text(run_id.to_string()));
-        let keys: Vec<String> = chunk
-            .iter()
-            .map(|p| check.bind(Bind::Text(p.key.clone())))
-            .collect();
-        check.text = format!(
-            "SELECT key, value FROM run_params WHERE run_id = {r} AND key IN ({})",
-            keys.join(", ")
-        );
+        let mut stored = Vec::new();
         for row in check
             .query()
             .fetch_all(&mut *conn)
             .await
             .map_err(TrackingError::db("logging params"))?
         {
-            let key: String = col(&row, "key")?;
-            let stored: String = col(&row, "value")?;
-            let wanted = chunk
-                .iter()
-                .find(|p| p.key == key)
-                .map(|p| p.value.as_str())
-                .unwrap_or_default();
-            if stored != wanted {
-                return Err(TrackingError::invalid(format!(
-                    "Changing param values is not allowed. Param with key='{key}' was already logged with \
-                     value='{stored}' for run ID='{run_id}'. Attempted logging new value '{wanted}'."
-                )));
-            }
+            stored.push((col(&row, "key")?, col(&row, "value")?));
+        }
+        check_params(run_id, chunk, stored)?;
+    }
+    Ok(())
+}
+
+const PARAMS_PER_INSERT: usize = 100;
+
+/// For one chunk of params: the insert (existing keys kept) and the query
+/// of the stored `(key, value)`s, for [`check_params`].
+fn param_statements(run_id: &str, chunk: &[KeyValue]) -> (Sql, Sql) {
+    let mut insert = Sql::new("INSERT INTO run_params (run_id, key, value) VALUES ");
+    let mut rows = Vec::new();
+    for p in chunk {
+        let a = insert.bind(Bind::Text(run_id.to_string()));
+        let b = insert.bind(Bind::Text(p.key.clone()));
+        let c = insert.bind(Bind::Text(p.value.clone()));
+        rows.push(format!("({a}, {b}, {c})"));
+    }
+    insert.push(&rows.join(", "));
+    insert.push(" ON CONFLICT (run_id, key) DO NOTHING");
+    let mut check = Sql::new("");
+    let r = check.bind(Bind::Text(run_id.to_string()));
+    let keys: Vec<String> = chunk
+        .iter()
+        .map(|p| check.bind(Bind::Text(p.key.clone())))
+        .collect();
+    check.text = format!(
+        "SELECT key, value FROM run_params WHERE run_id = {r} AND key IN ({})",
+        keys.join(", ")
+    );
+    (insert, check)
+}
+
+/// Refuses a param whose stored value differs from the one logged now.
+fn check_params(
+    run_id: &str,
+    chunk: &[KeyValue],
+    stored: Vec<(String, String)>,
+) -> TrackingResult<()> {
+    for (key, stored) in stored {
+        let wanted = chunk
+            .iter()
+            .find(|p| p.key == key)
+            .map(|p| p.value.as_str())
+            .unwrap_or_default();
+        if stored != wanted {
+            return Err(TrackingError::invalid(format!(
+                "Changing param values is not allowed. Param with key='{key}' was already logged with \
+                 value='{stored}' for run ID='{run_id}'. Attempted logging new value '{wanted}'."
+            )));
         }
     }
     Ok(())
@@ -710,28 +877,42 @@ async fn write_tags(
     run_id: &str,
     tags: &[KeyValue],
 ) -> TrackingResult<()> {
-    for t in tags {
-        let value = validate::truncate(&t.value, validate::MAX_TAG_VALUE);
-        sqlx::query(
-            "INSERT INTO run_tags (run_id, key, value) VALUES ($1, $2, $3)
-             ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(run_id)
-        .bind(&t.key)
-        .bind(&value)
-        .execute(&mut *conn)
-        .await
-        .map_err(TrackingError::db("setting tags"))?;
-        if t.key == RUN_NAME_TAG {
-            sqlx::query("UPDATE runs SET run_name = $1 WHERE run_id = $2")
-                .bind(&value)
-                .bind(run_id)
-                .execute(&mut *conn)
-                .await
-                .map_err(TrackingError::db("renaming run"))?;
-        }
+    for sql in tag_statements(run_id, tags) {
+        sql.query()
+            .execute(&mut *conn)
+            .await
+            .map_err(TrackingError::db("setting tags"))?;
     }
     Ok(())
+}
+
+/// The statements of [`write_tags`].
+fn tag_statements(run_id: &str, tags: &[KeyValue]) -> Vec<Sql> {
+    let mut out = Vec::new();
+    for t in tags {
+        let value = validate::truncate(&t.value, validate::MAX_TAG_VALUE);
+        let mut sql = Sql::new("");
+        let (r, k, v) = (
+            sql.bind(Bind::Text(run_id.to_string())),
+            sql.bind(Bind::Text(t.key.clone())),
+            sql.bind(Bind::Text(value.clone())),
+        );
+        sql.text = format!(
+            "INSERT INTO run_tags (run_id, key, value) VALUES ({r}, {k}, {v})
+             ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value"
+        );
+        out.push(sql);
+        if t.key == RUN_NAME_TAG {
+            let mut sql = Sql::new("");
+            let (v, r) = (
+                sql.bind(Bind::Text(value)),
+                sql.bind(Bind::Text(run_id.to_string())),
+            );
+            sql.text = format!("UPDATE runs SET run_name = {v} WHERE run_id = {r}");
+            out.push(sql);
+        }
+    }
+    out
 }
 
 /// Writes a validated batch on `conn` (inside the caller's transaction).
@@ -747,6 +928,43 @@ async fn apply_batch(
     write_metrics(conn, backend, &[(run_id, metrics)]).await?;
     write_params(conn, run_id, params).await?;
     write_tags(conn, run_id, tags).await
+}
+
+/// [`apply_batch`] on the SQLite lane's connection.
+fn apply_batch_on(
+    c: &rusqlite::Connection,
+    run_id: &str,
+    metrics: &[Metric],
+    params: &[KeyValue],
+    tags: &[KeyValue],
+) -> TrackingResult<()> {
+    let exec = |sql: &Sql, context| sql.execute_on(c).map_err(TrackingError::sqlite(context));
+    for sql in metric_statements(Backend::Sqlite, &[(run_id, metrics)]) {
+        exec(&sql, "logging metrics")?;
+    }
+    for chunk in params.chunks(PARAMS_PER_INSERT) {
+        let (insert, check) = param_statements(run_id, chunk);
+        exec(&insert, "logging params")?;
+        let stored = check.fetch_on(c, "logging params", |r| {
+            Ok((r.cell("key")?, r.cell("value")?))
+        })?;
+        check_params(run_id, chunk, stored)?;
+    }
+    for sql in tag_statements(run_id, tags) {
+        exec(&sql, "setting tags")?;
+    }
+    Ok(())
+}
+
+/// A run's lifecycle, read on the SQLite lane's connection.
+fn lifecycle_on(c: &rusqlite::Connection, run_id: &str) -> TrackingResult<Option<Lifecycle>> {
+    let mut sql = Sql::new("");
+    let r = sql.bind(Bind::Text(run_id.to_string()));
+    sql.text = format!("SELECT lifecycle_stage FROM runs WHERE run_id = {r}");
+    let rows = sql.fetch_on(c, "reading run", |row| {
+        row.cell::<String>("lifecycle_stage")
+    })?;
+    Ok(rows.first().map(|s| Lifecycle::parse(s)))
 }
 
 /// Writes batches that cannot be refused (no params: metrics and tags only)
@@ -782,6 +1000,16 @@ pub async fn log_batch(
     tags: &[KeyValue],
 ) -> TrackingResult<()> {
     let params = check_batch(metrics, params, tags)?;
+    if let Some(lane) = store.db.lane() {
+        validate::id("run_id", run_id)?;
+        let (run_id, metrics, tags) = (run_id.to_string(), metrics.to_vec(), tags.to_vec());
+        return lane
+            .run(move |c| {
+                require_active(&run_id, lifecycle_on(c, &run_id)?)?;
+                apply_batch_on(c, &run_id, &metrics, &params, &tags)
+            })
+            .await;
+    }
     get_active_info(store, run_id).await?;
     let mut tx = store
         .db

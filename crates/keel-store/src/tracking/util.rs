@@ -16,6 +16,7 @@ pub(crate) enum Bind {
     Text(String),
     OptText(Option<String>),
     I64(i64),
+    OptI64(Option<i64>),
     F64(f64),
 }
 
@@ -69,6 +70,62 @@ impl Sql {
             &self.binds,
         )
     }
+
+    /// Runs the statement on a SQLite lane connection (the text stays in
+    /// its prepared-statement cache); returns the rows changed.
+    pub fn execute_on(&self, c: &rusqlite::Connection) -> rusqlite::Result<usize> {
+        let mut st = c.prepare_cached(&self.text)?;
+        self.bind_to(&mut st)?;
+        st.raw_execute()
+    }
+
+    /// Runs a query on a SQLite lane connection, mapping each row.
+    pub fn fetch_on<T>(
+        &self,
+        c: &rusqlite::Connection,
+        context: &'static str,
+        mut row: impl FnMut(&rusqlite::Row<'_>) -> TrackingResult<T>,
+    ) -> TrackingResult<Vec<T>> {
+        let err = TrackingError::sqlite(context);
+        let mut st = match c.prepare_cached(&self.text) {
+            Ok(st) => st,
+            Err(e) => return Err(err(e)),
+        };
+        if let Err(e) = self.bind_to(&mut st) {
+            return Err(err(e));
+        }
+        let mut rows = st.raw_query();
+        let mut out = Vec::new();
+        loop {
+            match rows.next() {
+                Ok(Some(r)) => out.push(row(r)?),
+                Ok(None) => return Ok(out),
+                Err(e) => return Err(err(e)),
+            }
+        }
+    }
+
+    /// Binds as sqlx does on SQLite: `?` in order, `$n` to bind n.
+    fn bind_to(&self, st: &mut rusqlite::Statement<'_>) -> rusqlite::Result<()> {
+        for i in 1..=st.parameter_count() {
+            let n = st
+                .parameter_name(i)
+                .and_then(|name| name.get(1..)?.parse::<usize>().ok())
+                .filter(|&n| n > 0)
+                .unwrap_or(i);
+            let Some(b) = self.binds.get(n - 1) else {
+                return Err(rusqlite::Error::InvalidParameterCount(n, self.binds.len()));
+            };
+            match b {
+                Bind::Text(s) => st.raw_bind_parameter(i, s)?,
+                Bind::OptText(s) => st.raw_bind_parameter(i, s)?,
+                Bind::I64(v) => st.raw_bind_parameter(i, v)?,
+                Bind::OptI64(v) => st.raw_bind_parameter(i, v)?,
+                Bind::F64(v) => st.raw_bind_parameter(i, v)?,
+            }
+        }
+        Ok(())
+    }
 }
 
 pub(crate) fn bind_all<'q>(
@@ -80,10 +137,40 @@ pub(crate) fn bind_all<'q>(
             Bind::Text(s) => q.bind(s.clone()),
             Bind::OptText(s) => q.bind(s.clone()),
             Bind::I64(v) => q.bind(*v),
+            Bind::OptI64(v) => q.bind(*v),
             Bind::F64(v) => q.bind(*v),
         };
     }
     q
+}
+
+/// A column type both drivers decode.
+pub(crate) trait ColType:
+    for<'r> sqlx::Decode<'r, Any> + sqlx::Type<Any> + rusqlite::types::FromSql
+{
+}
+impl<T> ColType for T where
+    T: for<'r> sqlx::Decode<'r, Any> + sqlx::Type<Any> + rusqlite::types::FromSql
+{
+}
+
+/// A result row of either driver (sqlx, or the SQLite lane's rusqlite),
+/// so that rows are turned into entities by one function.
+pub(crate) trait Cols {
+    /// Column `name`, decoded as `T`.
+    fn cell<T: ColType>(&self, name: &str) -> TrackingResult<T>;
+}
+
+impl Cols for AnyRow {
+    fn cell<T: ColType>(&self, name: &str) -> TrackingResult<T> {
+        col(self, name)
+    }
+}
+
+impl Cols for rusqlite::Row<'_> {
+    fn cell<T: ColType>(&self, name: &str) -> TrackingResult<T> {
+        rusqlite::Row::get(self, name).map_err(TrackingError::sqlite("reading a column"))
+    }
 }
 
 pub(crate) fn col<'r, T>(row: &'r AnyRow, name: &str) -> TrackingResult<T>

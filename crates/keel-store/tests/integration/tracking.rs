@@ -141,6 +141,72 @@ async fn a_group_commit_fails_each_bad_batch_alone() {
     }
 }
 
+/// Concurrent `log_batch` calls, as a server makes them: on SQLite they
+/// share commits in the write lane; each refused call must fail alone and
+/// every accepted point must be stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_log_calls_fail_each_bad_call_alone() {
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = project(backend, dir.path()).await;
+        let exp = experiments::create(&st, "c", None, &[]).await.unwrap();
+        let a = runs::create(&st, exp, "u", None, None, &[]).await.unwrap();
+        let gone = runs::create(&st, exp, "u", None, None, &[]).await.unwrap();
+        let (a, gone) = (a.info.run_id, gone.info.run_id);
+        runs::log_batch(&st, &a, &[], &[KeyValue::new("alpha", "1")], &[])
+            .await
+            .unwrap();
+        runs::set_lifecycle(&st, &gone, Lifecycle::Deleted)
+            .await
+            .unwrap();
+        let calls: Vec<_> = (0..300i64)
+            .map(|i| {
+                let (st, a, gone) = (st.clone(), a.clone(), gone.clone());
+                tokio::spawn(async move {
+                    let m = [point("m", i as f64, i)];
+                    match i {
+                        // Changes a param: refused, and its point is not kept.
+                        100 => {
+                            runs::log_batch(&st, &a, &m, &[KeyValue::new("alpha", "2")], &[]).await
+                        }
+                        200 => runs::log_batch(&st, &gone, &m, &[], &[]).await,
+                        _ => {
+                            runs::log_batch(&st, &a, &m, &[KeyValue::new("alpha", "1")], &[]).await
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for c in calls {
+            results.push(c.await.unwrap());
+        }
+        for (i, r) in results.iter().enumerate() {
+            match i {
+                100 => assert!(
+                    matches!(r, Err(TrackingError::Invalid(m)) if m.starts_with("Changing param values")),
+                    "{r:?}"
+                ),
+                200 => assert!(
+                    matches!(r, Err(TrackingError::Invalid(m)) if m.contains("must be in the 'active' state")),
+                    "{r:?}"
+                ),
+                _ => assert!(r.is_ok(), "call {i}: {r:?}"),
+            }
+        }
+        let history = runs::metric_history(&st, &a, "m", None, None)
+            .await
+            .unwrap();
+        let steps: Vec<i64> = history.items.iter().map(|m| m.step).collect();
+        let want: Vec<i64> = (0..300).filter(|i| *i != 100 && *i != 200).collect();
+        assert_eq!(steps, want, "{backend:?}");
+        let run = runs::get(&st, &a).await.unwrap();
+        assert_eq!(run.params, vec![KeyValue::new("alpha", "1")]);
+        assert_eq!((run.metrics[0].step, run.metrics[0].value), (299, 299.0));
+        assert!(runs::get(&st, &gone).await.unwrap().metrics.is_empty());
+    }
+}
+
 #[tokio::test]
 async fn search_filters_and_orders_over_child_tables() {
     for backend in backends() {

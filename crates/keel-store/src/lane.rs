@@ -1,0 +1,309 @@
+//! The SQLite write lane: the tracking calls a client makes one after the
+//! other (log a metric, create a run, end it) run synchronously on one
+//! dedicated SQLite connection, on the thread that asked.
+//!
+//! Why not sqlx: sqlx runs each SQLite connection on its own thread, so
+//! every statement is a round trip between a tokio worker and that thread,
+//! and a log-metric made five of them (ping, lifecycle check, BEGIN, INSERT,
+//! COMMIT). On these VMs waking an idle thread costs 0.1–0.3 ms, so a
+//! sequential client paid over a millisecond per call in wake-ups alone.
+//! Here a call takes the connection's mutex and runs all its statements
+//! in place: no hand-off at all when nobody else is writing.
+//!
+//! Group commit by combining: a caller queues its job, then whoever holds
+//! (or next takes) the connection runs every queued job in one transaction
+//! with one commit (one fsync), each job under its own savepoint so that a
+//! refused job rolls back alone. Replies are sent after the commit, so an
+//! answered call is durable.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Once, TryLockError};
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use crate::error::{Result, StoreError};
+use crate::Durability;
+
+/// A shared SQLite error: one failed COMMIT fails every job in it.
+pub(crate) type SharedError = Arc<rusqlite::Error>;
+
+/// Runs after the transaction of a job ends: `Ok` when it committed.
+type Done = Box<dyn FnOnce(std::result::Result<(), SharedError>) + Send>;
+/// A queued job: given the connection inside the group's transaction (or
+/// the error that kept the transaction from starting), does its work and
+/// returns what to do once the transaction ends.
+type Job = Box<dyn FnOnce(std::result::Result<&Connection, SharedError>) -> Done + Send>;
+
+/// One SQLite connection plus the queue of jobs waiting for it.
+pub(crate) struct Lane {
+    conn: Mutex<Connection>,
+    /// Reads (`get` of a run) go here: in WAL mode they never wait for
+    /// the writer, and they do not hold up the write queue.
+    reader: Mutex<Connection>,
+    queue: Mutex<Vec<Job>>,
+    /// The DB file (its WAL is `<path>-wal`).
+    path: PathBuf,
+    /// [`Durability::Disk`]: every commit is fsynced (`synchronous=FULL`).
+    disk: AtomicBool,
+    /// Committed since the syncer's last fdatasync of the WAL.
+    dirty: Arc<AtomicBool>,
+    syncer: Once,
+}
+
+impl std::fmt::Debug for Lane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Lane")
+    }
+}
+
+/// Most jobs one transaction takes (their replies wait for its commit).
+const MAX_JOBS_PER_COMMIT: usize = 512;
+
+/// How often the WAL is fdatasynced in [`Durability::Process`] mode: the
+/// most a power cut can lose (as the prediction log's `write` mode).
+const SYNC_INTERVAL: Duration = Duration::from_millis(100);
+
+impl Lane {
+    /// Opens the lane's connection to the DB file at `path` (which the
+    /// pool has created and set to WAL), with the pool's settings.
+    pub(crate) fn open(path: &Path) -> Result<Lane> {
+        let err = |source| StoreError::Sqlite {
+            context: format!("opening {}", path.display()),
+            source: Arc::new(source),
+        };
+        let reader = Connection::open(path).map_err(err)?;
+        reader
+            .execute_batch("PRAGMA query_only=ON; PRAGMA busy_timeout=10000;")
+            .map_err(err)?;
+        reader.set_prepared_statement_cache_capacity(32);
+        let conn = Connection::open(path).map_err(err)?;
+        // synchronous=NORMAL: a commit is written to the WAL (it survives
+        // a kill) but not fsynced; see `Durability` and `set_durability`.
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
+             PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000;",
+        )
+        .map_err(err)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(Lane {
+            conn: Mutex::new(conn),
+            reader: Mutex::new(reader),
+            queue: Mutex::new(Vec::new()),
+            path: path.to_path_buf(),
+            disk: AtomicBool::new(false),
+            dirty: Arc::new(AtomicBool::new(false)),
+            syncer: Once::new(),
+        })
+    }
+
+    /// Runs the reads in `f` on one snapshot of the DB, in place (no
+    /// hand-off to another thread: a read takes tens of microseconds).
+    pub(crate) fn read<R, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Connection) -> std::result::Result<R, E>,
+    ) -> std::result::Result<R, E> {
+        let mut out = None;
+        blocking(|| {
+            let c = lock(&self.reader);
+            let sql = |s: &str| {
+                c.execute_batch(s)
+                    .map_err(|e| E::from(sqlite_error("reading", Arc::new(e))))
+            };
+            out = Some(sql("BEGIN").and_then(|()| {
+                let r = f(&c);
+                // A read transaction: COMMIT and ROLLBACK both just end it.
+                sql("ROLLBACK").and(r)
+            }));
+        });
+        out.expect("blocking runs its closure")
+    }
+
+    /// Chooses what an answered write survives (default: a kill).
+    pub(crate) fn set_durability(&self, d: Durability) -> Result<()> {
+        let disk = d == Durability::Disk;
+        let conn = lock(&self.conn);
+        conn.execute_batch(if disk {
+            "PRAGMA synchronous=FULL"
+        } else {
+            "PRAGMA synchronous=NORMAL"
+        })
+        .map_err(|e| sqlite_error("setting durability", Arc::new(e)))?;
+        self.disk.store(disk, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// After a commit that was not fsynced: makes sure the syncer runs.
+    fn committed_unsynced(&self) {
+        self.dirty.store(true, Ordering::Release);
+        self.syncer.call_once(|| {
+            let dirty = Arc::downgrade(&self.dirty);
+            let mut wal = self.path.as_os_str().to_owned();
+            wal.push("-wal");
+            let wal = PathBuf::from(wal);
+            // Detached: it ends once the lane (the only strong holder of
+            // `dirty`) is gone.
+            let _ = std::thread::Builder::new()
+                .name("keel-wal-sync".into())
+                .spawn(move || {
+                    let mut file: Option<std::fs::File> = None;
+                    loop {
+                        std::thread::sleep(SYNC_INTERVAL);
+                        let Some(dirty) = dirty.upgrade() else { return };
+                        if !dirty.swap(false, Ordering::AcqRel) {
+                            continue;
+                        }
+                        if file.is_none() {
+                            file = std::fs::File::open(&wal).ok();
+                        }
+                        // fdatasync through any descriptor flushes the
+                        // file's pages; a failure is retried next round.
+                        if file.as_ref().is_some_and(|f| f.sync_data().is_err()) {
+                            dirty.store(true, Ordering::Release);
+                            file = None;
+                        }
+                    }
+                });
+        });
+    }
+
+    /// Runs `f` inside a transaction on the lane's connection, possibly
+    /// grouped with other callers' jobs, and returns its result once the
+    /// transaction has committed. An `Err` from `f` rolls back `f`'s
+    /// writes only.
+    pub(crate) async fn run<R, E, F>(&self, f: F) -> std::result::Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> std::result::Result<R, E> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel::<std::result::Result<R, E>>();
+        let job: Job = Box::new(move |conn| {
+            let result = match conn {
+                Err(e) => Err(E::from(sqlite_error("starting a transaction", e))),
+                Ok(c) => in_savepoint(c, f),
+            };
+            Box::new(move |commit| {
+                let result = match commit {
+                    Ok(()) => result,
+                    Err(e) => result.and(Err(E::from(sqlite_error("committing", e)))),
+                };
+                // The caller may have gone away (client disconnected).
+                let _ = tx.send(result);
+            })
+        });
+        lock(&self.queue).push(job);
+        self.drive();
+        rx.await.unwrap_or_else(|_| {
+            Err(E::from(sqlite_error(
+                "running a tracking write",
+                Arc::new(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+                    Some("abandoned: the caller running its group panicked".into()),
+                )),
+            )))
+        })
+    }
+
+    /// Runs queued jobs until the queue is empty, unless another caller
+    /// holds the connection (it will run them: it checks the queue again
+    /// after letting the connection go).
+    fn drive(&self) {
+        loop {
+            let conn = match self.conn.try_lock() {
+                Ok(c) => c,
+                // A job panicked while holding it; SQLite's own state is
+                // still consistent (the transaction was abandoned).
+                Err(TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(TryLockError::WouldBlock) => return,
+            };
+            if !conn.is_autocommit() {
+                // Left open by a job that panicked: its group never committed.
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            blocking(|| loop {
+                let jobs: Vec<Job> = {
+                    let mut q = lock(&self.queue);
+                    let n = q.len().min(MAX_JOBS_PER_COMMIT);
+                    q.drain(..n).collect()
+                };
+                if jobs.is_empty() {
+                    break;
+                }
+                if run_group(&conn, jobs) && !self.disk.load(Ordering::Relaxed) {
+                    self.committed_unsynced();
+                }
+            });
+            drop(conn);
+            if lock(&self.queue).is_empty() {
+                return;
+            }
+        }
+    }
+}
+
+/// Runs `work`, which blocks on SQLite (an fsync), telling a multi-thread
+/// tokio runtime so that it moves other tasks off this worker meanwhile.
+fn blocking(work: impl FnOnce()) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
+}
+
+/// One transaction for `jobs`: BEGIN IMMEDIATE (take the write lock up
+/// front, waiting out other writers), each job, COMMIT, then the replies.
+/// Returns whether it committed.
+fn run_group(conn: &Connection, jobs: Vec<Job>) -> bool {
+    let begun = conn.execute_batch("BEGIN IMMEDIATE").map_err(Arc::new);
+    let dones: Vec<Done> = jobs
+        .into_iter()
+        .map(|job| job(begun.as_ref().map(|()| conn).map_err(Arc::clone)))
+        .collect();
+    let committed = begun.and_then(|()| {
+        conn.execute_batch("COMMIT").map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            Arc::new(e)
+        })
+    });
+    let ok = committed.is_ok();
+    for done in dones {
+        done(committed.clone());
+    }
+    ok
+}
+
+/// Runs `f` under a savepoint, rolled back if `f` fails.
+fn in_savepoint<R, E: From<StoreError>>(
+    c: &Connection,
+    f: impl FnOnce(&Connection) -> std::result::Result<R, E>,
+) -> std::result::Result<R, E> {
+    let sql = |s: &str| {
+        c.execute_batch(s)
+            .map_err(|e| E::from(sqlite_error("savepoint", Arc::new(e))))
+    };
+    sql("SAVEPOINT job")?;
+    match f(c) {
+        Ok(v) => sql("RELEASE job").map(|()| v),
+        Err(e) => {
+            sql("ROLLBACK TO job; RELEASE job")?;
+            Err(e)
+        }
+    }
+}
+
+fn sqlite_error(context: &str, source: SharedError) -> StoreError {
+    StoreError::Sqlite {
+        context: context.to_string(),
+        source,
+    }
+}
+
+/// Locks `m`, ignoring poisoning: the data behind these mutexes (a queue,
+/// a connection) stays valid if a holder panicked.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
