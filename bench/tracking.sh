@@ -18,7 +18,7 @@ RUNS=${BENCH_RUNS:-10000}
 T=${CARGO_TARGET_DIR:-target}
 DIR=$(mktemp -d)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$DIR"; }
+cleanup() { for p in "${PIDS[@]}"; do kill -- "-$p" 2>/dev/null || true; done; rm -rf "$DIR"; }
 trap cleanup EXIT
 
 # keel's server code and the load generator, optimised. Dependencies are
@@ -34,20 +34,21 @@ LOADGEN="$T/debug/examples/loadgen"
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_up() { for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$1/health" >/dev/null 2>&1 && return 0; sleep 0.2; done; echo "server on $1 did not start" >&2; exit 1; }
 
-# keel
+# One server at a time: a server starting up (MLflow's workers import for
+# seconds) must not share the 2 cores with the one being measured.
 mkdir -p "$DIR/keel"
-KP=$(free_port)
-"$SERVE" "$DIR/keel" "$KP" 2>"$DIR/keel.log" &
-PIDS+=($!)
+KP=$(free_port); MP=$(free_port); NP=$(free_port)
+# Each server leads its own process group (setsid), so that stopping it
+# stops its workers too.
+start_keel() { setsid "$SERVE" "$DIR/keel" "$KP" 2>"$DIR/keel.log" & }
 # mlflow server (SQLite, artifact proxy)
-MP=$(free_port)
-"$PY" -m mlflow server --backend-store-uri "sqlite:///$DIR/mlflow.db" --artifacts-destination "$DIR/mlart" \
-    --host 127.0.0.1 --port "$MP" >"$DIR/mlflow.log" 2>&1 &
-PIDS+=($!)
+start_mlflow() {
+    setsid "$PY" -m mlflow server --backend-store-uri "sqlite:///$DIR/mlflow.db" --artifacts-destination "$DIR/mlart" \
+        --host 127.0.0.1 --port "$MP" >"$DIR/mlflow.log" 2>&1 &
+}
 # null server. It answers the search row with a canned page of 100 runs
 # (the shape keel returns for that row), so that row's null figure is the
 # Python client's own cost of one search_runs call.
-NP=$(free_port)
 mkdir -p "$DIR/canned/api/2.0/mlflow/runs"
 "$PY" - "$DIR/canned/api/2.0/mlflow/runs/search" <<'PYEOF'
 import json, sys, uuid
@@ -62,10 +63,11 @@ for k in range(100):
                  "inputs": {}, "outputs": {}})
 open(sys.argv[1], "w").write(json.dumps({"runs": runs}))
 PYEOF
-if command -v nginx >/dev/null; then
-    NULL_KIND="nginx $(nginx -v 2>&1 | sed 's/.*nginx\///')"
-    mkdir -p "$DIR/nginx"
-    cat >"$DIR/nginx/nginx.conf" <<NGINX
+start_null() {
+    if command -v nginx >/dev/null; then
+        NULL_KIND="nginx $(nginx -v 2>&1 | sed 's/.*nginx\///')"
+        mkdir -p "$DIR/nginx"
+        cat >"$DIR/nginx/nginx.conf" <<NGINX
 worker_processes 1;
 pid $DIR/nginx/nginx.pid;
 error_log $DIR/nginx/error.log;
@@ -83,11 +85,10 @@ http {
     }
 }
 NGINX
-    nginx -c "$DIR/nginx/nginx.conf" -g 'daemon off;' &
-    PIDS+=($!)
-else
-    NULL_KIND="python http.server (stdlib, threaded)"
-    "$PY" - "$NP" "$DIR/canned/api/2.0/mlflow/runs/search" <<'PYEOF' &
+        setsid nginx -c "$DIR/nginx/nginx.conf" -g 'daemon off;' &
+    else
+        NULL_KIND="python http.server (stdlib, threaded)"
+        setsid "$PY" - "$NP" "$DIR/canned/api/2.0/mlflow/runs/search" <<'PYEOF' &
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 SEARCH = open(sys.argv[2], "rb").read()
@@ -103,10 +104,8 @@ class H(BaseHTTPRequestHandler):
     def log_message(self, *a): pass
 ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 PYEOF
-    PIDS+=($!)
-fi
-wait_up "$KP"; wait_up "$MP"; wait_up "$NP"
-
+    fi
+}
 declare -A R
 client_row() { # server-name port row
     local out
@@ -120,6 +119,11 @@ server_row() { # server-name port mode conns
 for s in keel:$KP mlflow:$MP null:$NP; do
     name=${s%%:*}; port=${s##*:}
     echo "measuring $name..." >&2
+    "start_$name"
+    pid=$!
+    PIDS+=("$pid")
+    wait_up "$port"
+    sleep 3 # let it settle (MLflow forks its workers after /health answers)
     for row in log_metric log_batch run_lifecycle writers search; do client_row "$name" "$port" "$row"; done
     if [ "$name" != null ]; then
         exp=$("$PY" -c 'import json, sys; print(json.loads(sys.argv[1]).get("experiment_id", ""))' "${R[$name,search]}")
@@ -127,6 +131,9 @@ for s in keel:$KP mlflow:$MP null:$NP; do
     fi
     server_row "$name" "$port" log-batch 16
     server_row "$name" "$port" log-metric 64
+    # The whole process group (MLflow's workers too).
+    kill -- "-$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
 done
 
 {

@@ -347,30 +347,18 @@ pub async fn get(store: &Store, run_id: &str) -> TrackingResult<Run> {
 
 /// [`get`] on the SQLite lane's read connection (one snapshot).
 fn get_on(c: &rusqlite::Connection, run_id: &str) -> TrackingResult<Run> {
-    let mut run = new_run(info_on(c, run_id)?, &[]);
-    let by_run = |text: String| {
-        let mut sql = Sql::new(&text);
+    let info = info_on(c, run_id)?;
+    let mut run = hydrate_on(c, vec![info])?
+        .pop()
+        .expect("one run in, one run out");
+    let by_run = |text: &str| {
+        let mut sql = Sql::new(text);
         sql.binds.push(Bind::Text(run_id.to_string()));
         sql
     };
-    let mut params = Vec::new();
-    let mut tags = Vec::new();
-    for (table, out) in [("run_params", &mut params), ("run_tags", &mut tags)] {
-        *out = by_run(kv_query(table, "$1")).fetch_on(c, "reading run data", |r| {
-            Ok(KeyValue::new(
-                r.cell::<String>("key")?,
-                r.cell::<String>("value")?,
-            ))
-        })?;
-    }
-    (run.params, run.tags) = (params, tags);
-    run.metrics = by_run(latest_query("$1"))
-        .fetch_on(c, "reading run metrics", |r| metric_from_row(r, false))?;
     run.dataset_inputs =
-        by_run(INPUTS_QUERY.to_string())
-            .fetch_on(c, "reading run inputs", |r| dataset_input_from_row(r))?;
-    by_run(MODEL_IO_QUERY.to_string())
-        .fetch_on(c, "reading run models", |r| add_model_io(&mut run, r))?;
+        by_run(INPUTS_QUERY).fetch_on(c, "reading run inputs", |r| dataset_input_from_row(r))?;
+    by_run(MODEL_IO_QUERY).fetch_on(c, "reading run models", |r| add_model_io(&mut run, r))?;
     Ok(run)
 }
 
@@ -419,59 +407,103 @@ fn add_model_io(run: &mut Run, r: &impl Cols) -> TrackingResult<()> {
 
 /// Loads metrics, params and tags for a list of runs, keeping their order.
 async fn hydrate(store: &Store, infos: Vec<RunInfo>) -> TrackingResult<Vec<Run>> {
-    let mut runs: Vec<Run> = infos
-        .into_iter()
-        .map(|info| Run {
-            info,
-            metrics: Vec::new(),
-            params: Vec::new(),
-            tags: Vec::new(),
-            dataset_inputs: Vec::new(),
-            model_inputs: Vec::new(),
-            model_outputs: Vec::new(),
-        })
-        .collect();
-    let index: HashMap<String, usize> = runs
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.info.run_id.clone(), i))
-        .collect();
-    let ids: Vec<String> = runs.iter().map(|r| r.info.run_id.clone()).collect();
-    for chunk in ids.chunks(500) {
-        let ph = placeholders(0, chunk.len());
-        for (table, kind) in [("run_params", 0), ("run_tags", 1)] {
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(kv_query(table, &ph)));
-            for id in chunk {
-                q = q.bind(id.clone());
-            }
-            for r in q
-                .fetch_all(store.db.pool())
-                .await
-                .map_err(TrackingError::db("reading run data"))?
-            {
-                let i = index[&col::<String>(&r, "run_id")?];
-                let kv = KeyValue::new(col::<String>(&r, "key")?, col::<String>(&r, "value")?);
-                if kind == 0 {
-                    runs[i].params.push(kv);
-                } else {
-                    runs[i].tags.push(kv);
-                }
-            }
-        }
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(latest_query(&ph)));
-        for id in chunk {
-            q = q.bind(id.clone());
-        }
-        for r in q
+    let mut h = Hydrate::new(infos);
+    for (sql, part) in h.statements() {
+        for r in sql
+            .query()
             .fetch_all(store.db.pool())
             .await
-            .map_err(TrackingError::db("reading run metrics"))?
+            .map_err(TrackingError::db(part.context()))?
         {
-            let i = index[&col::<String>(&r, "run_id")?];
-            runs[i].metrics.push(metric_from_row(&r, false)?);
+            h.add(part, &r)?;
         }
     }
-    Ok(runs)
+    Ok(h.runs)
+}
+
+/// [`hydrate`] on a SQLite lane connection.
+fn hydrate_on(c: &rusqlite::Connection, infos: Vec<RunInfo>) -> TrackingResult<Vec<Run>> {
+    let mut h = Hydrate::new(infos);
+    for (sql, part) in h.statements() {
+        sql.fetch_on(c, part.context(), |r| h.add(part, r))?;
+    }
+    Ok(h.runs)
+}
+
+/// Runs being filled with their params, tags and latest metrics.
+struct Hydrate {
+    runs: Vec<Run>,
+    index: HashMap<String, usize>,
+}
+
+#[derive(Clone, Copy)]
+enum Part {
+    Params,
+    Tags,
+    Metrics,
+}
+
+impl Part {
+    fn context(self) -> &'static str {
+        match self {
+            Part::Params | Part::Tags => "reading run data",
+            Part::Metrics => "reading run metrics",
+        }
+    }
+}
+
+impl Hydrate {
+    fn new(infos: Vec<RunInfo>) -> Hydrate {
+        let runs: Vec<Run> = infos.into_iter().map(|info| new_run(info, &[])).collect();
+        let index = runs
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.info.run_id.clone(), i))
+            .collect();
+        Hydrate { runs, index }
+    }
+
+    /// The queries, 500 runs at a time.
+    fn statements(&self) -> Vec<(Sql, Part)> {
+        let mut out = Vec::new();
+        for chunk in self.runs.chunks(500) {
+            let ph = placeholders(0, chunk.len());
+            for (text, part) in [
+                (kv_query("run_params", &ph), Part::Params),
+                (kv_query("run_tags", &ph), Part::Tags),
+                (latest_query(&ph), Part::Metrics),
+            ] {
+                let mut sql = Sql::new(&text);
+                sql.binds = chunk
+                    .iter()
+                    .map(|r| Bind::Text(r.info.run_id.clone()))
+                    .collect();
+                out.push((sql, part));
+            }
+        }
+        out
+    }
+
+    /// Files one result row of a `part` query under its run.
+    fn add(&mut self, part: Part, r: &impl Cols) -> TrackingResult<()> {
+        let run_id: String = r.cell("run_id")?;
+        let Some(&i) = self.index.get(&run_id) else {
+            return Ok(());
+        };
+        let run = &mut self.runs[i];
+        match part {
+            Part::Params => run.params.push(KeyValue::new(
+                r.cell::<String>("key")?,
+                r.cell::<String>("value")?,
+            )),
+            Part::Tags => run.tags.push(KeyValue::new(
+                r.cell::<String>("key")?,
+                r.cell::<String>("value")?,
+            )),
+            Part::Metrics => run.metrics.push(metric_from_row(r, false)?),
+        }
+        Ok(())
+    }
 }
 
 fn metric_from_row(r: &impl Cols, extra: bool) -> TrackingResult<Metric> {
@@ -1378,6 +1410,15 @@ pub async fn search(
         return Ok(Page {
             items: Vec::new(),
             next_page_token: None,
+        });
+    }
+    if let Some(lane) = store.db.lane() {
+        return lane.read(|c| {
+            let page = q.fetch_on(c, "searching runs", |r| info_from_row(r))?;
+            Ok(Page {
+                items: hydrate_on(c, page.items)?,
+                next_page_token: page.next_page_token,
+            })
         });
     }
     let page = q.fetch(store, "searching runs", info_from_row).await?;

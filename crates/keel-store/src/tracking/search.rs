@@ -823,6 +823,17 @@ pub(crate) fn compile_page(
 }
 
 impl PageQuery {
+    /// [`PageQuery::fetch`] on a SQLite lane connection.
+    pub(crate) fn fetch_on<T>(
+        &self,
+        c: &rusqlite::Connection,
+        context: &'static str,
+        from_row: impl FnMut(&rusqlite::Row<'_>) -> TrackingResult<T>,
+    ) -> TrackingResult<Page<T>> {
+        let items = self.sql.fetch_on(c, context, from_row)?;
+        Ok(paginate(items, self.offset, self.limit))
+    }
+
     /// Runs the query and turns its rows into a page.
     pub(crate) async fn fetch<T>(
         &self,
