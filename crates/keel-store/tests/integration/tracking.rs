@@ -207,6 +207,99 @@ async fn concurrent_log_calls_fail_each_bad_call_alone() {
     }
 }
 
+/// What `create` and `update` return is what `get` reads back, on both
+/// backends (SQLite answers them from the lane, PostgreSQL through sqlx).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_and_update_return_what_get_reads_back() {
+    use keel_store::tracking::runs::RunStatus;
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = project(backend, dir.path()).await;
+        let exp = experiments::create(&st, "cu", None, &[]).await.unwrap();
+        let tags = [
+            KeyValue::new("z", "1"),
+            KeyValue::new("a", "first"),
+            KeyValue::new("a", "second"),
+            KeyValue::new("long", "v".repeat(9000)),
+        ];
+        let created = runs::create(&st, exp, "ann", Some("my-run"), Some(42), &tags)
+            .await
+            .unwrap();
+        let read = runs::get(&st, &created.info.run_id).await.unwrap();
+        assert_eq!(created, read, "{backend:?}");
+        assert_eq!(
+            read.tags.iter().map(|t| t.key.as_str()).collect::<Vec<_>>(),
+            ["a", "long", "mlflow.runName", "z"]
+        );
+        assert_eq!(read.tags[0].value, "second");
+        assert_eq!(read.info.run_name, "my-run");
+
+        let id = created.info.run_id.clone();
+        let info = runs::update(
+            &st,
+            &id,
+            Some(RunStatus::Finished),
+            Some(99),
+            Some("renamed"),
+        )
+        .await
+        .unwrap();
+        let read = runs::get(&st, &id).await.unwrap();
+        assert_eq!(info, read.info, "{backend:?}");
+        assert_eq!(
+            (info.status, info.end_time, info.run_name.as_str()),
+            (RunStatus::Finished, Some(99), "renamed")
+        );
+        let name_tag = read
+            .tags
+            .iter()
+            .find(|t| t.key == "mlflow.runName")
+            .unwrap();
+        assert_eq!(name_tag.value, "renamed");
+        // Without a name or end time, those stay.
+        let info = runs::update(&st, &id, Some(RunStatus::Failed), None, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            (info.end_time, info.run_name.as_str()),
+            (Some(99), "renamed")
+        );
+
+        // Refused updates change nothing.
+        let too_long = "n".repeat(501);
+        assert!(matches!(
+            runs::update(&st, &id, Some(RunStatus::Killed), None, Some(&too_long)).await,
+            Err(TrackingError::Invalid(_))
+        ));
+        runs::set_lifecycle(&st, &id, Lifecycle::Deleted)
+            .await
+            .unwrap();
+        assert!(matches!(
+            runs::update(&st, &id, Some(RunStatus::Killed), None, None).await,
+            Err(TrackingError::Invalid(m)) if m.contains("must be in the 'active' state")
+        ));
+        assert!(matches!(
+            runs::update(&st, "0123456789abcdef0123456789abcdef", None, None, None).await,
+            Err(TrackingError::NotFound(_))
+        ));
+        assert_eq!(
+            runs::get(&st, &id).await.unwrap().info.status,
+            RunStatus::Failed
+        );
+        experiments::set_lifecycle(&st, exp, Lifecycle::Deleted)
+            .await
+            .unwrap();
+        assert!(matches!(
+            runs::create(&st, exp, "ann", None, None, &[]).await,
+            Err(TrackingError::Invalid(m)) if m.contains("must be in the 'active' state")
+        ));
+        assert!(matches!(
+            runs::create(&st, 987_654, "ann", None, None, &[]).await,
+            Err(TrackingError::NotFound(_))
+        ));
+    }
+}
+
 #[tokio::test]
 async fn search_filters_and_orders_over_child_tables() {
     for backend in backends() {
