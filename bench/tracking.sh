@@ -184,7 +184,9 @@ for l in lines[1:]:
     R[tuple(k.split(","))] = json.loads(v)
 def cell(s, row, field):
     v = R.get((s, row), {})
-    return f"{v[field]:,.1f}" if field in v else ("n/a" if not v or "error" not in v else "error")
+    if isinstance(v.get(field), (int, float)):
+        return f"{v[field]:,.1f}"
+    return "error" if v and ("error" in v or field in v) else "n/a"
 rows = [
     ("per-call log_metric (client, calls/s)", "log_metric", "per_s"),
     ("log_batch of 1000 (client, batches/s)", "log_batch", "per_s"),
