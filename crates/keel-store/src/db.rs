@@ -96,8 +96,8 @@ impl Db {
     }
 
     /// The SQLite write lane, when this is a SQLite file.
-    pub(crate) fn lane(&self) -> Option<&crate::lane::Lane> {
-        self.lane.as_deref()
+    pub(crate) fn lane(&self) -> Option<&std::sync::Arc<crate::lane::Lane>> {
+        self.lane.as_ref()
     }
 
     /// What the tracking writes of the SQLite lane survive once answered

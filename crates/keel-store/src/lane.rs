@@ -61,6 +61,9 @@ impl std::fmt::Debug for Lane {
 /// Most jobs one transaction takes (their replies wait for its commit).
 const MAX_JOBS_PER_COMMIT: usize = 512;
 
+/// Transactions one caller runs for others before handing the queue on.
+const MAX_ROUNDS_PER_CALLER: usize = 4;
+
 /// How often the WAL is fdatasynced in [`Durability::Process`] mode: the
 /// most a power cut can lose (as the prediction log's `write` mode).
 const SYNC_INTERVAL: Duration = Duration::from_millis(100);
@@ -172,7 +175,7 @@ impl Lane {
     /// grouped with other callers' jobs, and returns its result once the
     /// transaction has committed. An `Err` from `f` rolls back `f`'s
     /// writes only.
-    pub(crate) async fn run<R, E, F>(&self, f: F) -> std::result::Result<R, E>
+    pub(crate) async fn run<R, E, F>(self: &Arc<Self>, f: F) -> std::result::Result<R, E>
     where
         R: Send + 'static,
         E: From<StoreError> + Send + 'static,
@@ -208,8 +211,11 @@ impl Lane {
 
     /// Runs queued jobs until the queue is empty, unless another caller
     /// holds the connection (it will run them: it checks the queue again
-    /// after letting the connection go).
-    fn drive(&self) {
+    /// after letting the connection go). A caller runs at most
+    /// [`MAX_ROUNDS_PER_CALLER`] transactions, then hands the rest to a
+    /// blocking task, so that under sustained load its own response is not
+    /// held up serving everyone else's.
+    fn drive(self: &Arc<Self>) {
         loop {
             let conn = match self.conn.try_lock() {
                 Ok(c) => c,
@@ -222,7 +228,12 @@ impl Lane {
                 // Left open by a job that panicked: its group never committed.
                 let _ = conn.execute_batch("ROLLBACK");
             }
+            let mut rounds = 0;
             blocking(|| loop {
+                if rounds == MAX_ROUNDS_PER_CALLER {
+                    break;
+                }
+                rounds += 1;
                 let jobs: Vec<Job> = {
                     let mut q = lock(&self.queue);
                     let n = q.len().min(MAX_JOBS_PER_COMMIT);
@@ -238,6 +249,13 @@ impl Lane {
             drop(conn);
             if lock(&self.queue).is_empty() {
                 return;
+            }
+            if rounds == MAX_ROUNDS_PER_CALLER {
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    let lane = Arc::clone(self);
+                    rt.spawn_blocking(move || lane.drive());
+                    return;
+                }
             }
         }
     }
@@ -306,4 +324,63 @@ fn sqlite_error(context: &str, source: SharedError) -> StoreError {
 /// a connection) stays valid if a holder panicked.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// More queued jobs than one caller may run: the caller stops after
+    /// `MAX_ROUNDS_PER_CALLER` transactions and a blocking task finishes
+    /// the queue; every job is answered and committed exactly once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_long_queue_is_handed_on_and_every_job_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let setup = Connection::open(&path).unwrap();
+        setup
+            .execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (n INTEGER PRIMARY KEY)")
+            .unwrap();
+        let lane = Arc::new(Lane::open(&path).unwrap());
+        let n = MAX_JOBS_PER_COMMIT * (MAX_ROUNDS_PER_CALLER + 2) + 7;
+        // Hold the connection so that every job queues up behind it.
+        let held = lock(&lane.conn);
+        let calls: Vec<_> = (0..n)
+            .map(|i| {
+                let lane = Arc::clone(&lane);
+                tokio::spawn(async move {
+                    lane.run(move |c| {
+                        c.execute("INSERT INTO t (n) VALUES (?1)", [i as i64])
+                            .map_err(|e| StoreError::Sqlite {
+                                context: "test".into(),
+                                source: Arc::new(e),
+                            })
+                            .map(|_| i)
+                    })
+                    .await
+                })
+            })
+            .collect();
+        // (The test body runs on block_on's thread, not a worker: the
+        // spawned calls queue up on the workers meanwhile.)
+        while lock(&lane.queue).len() < n {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(held);
+        let driver = Arc::clone(&lane);
+        tokio::task::spawn_blocking(move || driver.drive())
+            .await
+            .unwrap();
+        // A job stranded in the queue would never be answered.
+        for (i, c) in calls.into_iter().enumerate() {
+            let answered = tokio::time::timeout(Duration::from_secs(60), c)
+                .await
+                .expect("every queued job is answered");
+            assert_eq!(answered.unwrap().unwrap(), i);
+        }
+        let count: i64 = setup
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(count, n as i64);
+    }
 }
