@@ -584,12 +584,7 @@ pub async fn update(
         .begin()
         .await
         .map_err(TrackingError::db("updating run"))?;
-    for sql in statements {
-        sql.query()
-            .execute(&mut *tx)
-            .await
-            .map_err(TrackingError::db("updating run"))?;
-    }
+    execute_all(&mut tx, statements, "updating run").await?;
     tx.commit()
         .await
         .map_err(TrackingError::db("updating run"))?;
@@ -729,11 +724,20 @@ async fn write_metrics(
     backend: Backend,
     items: &[(&str, &[Metric])],
 ) -> TrackingResult<()> {
-    for sql in metric_statements(backend, items) {
+    execute_all(conn, metric_statements(backend, items), "logging metrics").await
+}
+
+/// Runs `statements` in order on `conn` (inside the caller's transaction).
+async fn execute_all(
+    conn: &mut sqlx::AnyConnection,
+    statements: Vec<Sql>,
+    context: &'static str,
+) -> TrackingResult<()> {
+    for sql in statements {
         sql.query()
             .execute(&mut *conn)
             .await
-            .map_err(TrackingError::db("logging metrics"))?;
+            .map_err(TrackingError::db(context))?;
     }
     Ok(())
 }
@@ -909,13 +913,7 @@ async fn write_tags(
     run_id: &str,
     tags: &[KeyValue],
 ) -> TrackingResult<()> {
-    for sql in tag_statements(run_id, tags) {
-        sql.query()
-            .execute(&mut *conn)
-            .await
-            .map_err(TrackingError::db("setting tags"))?;
-    }
-    Ok(())
+    execute_all(conn, tag_statements(run_id, tags), "setting tags").await
 }
 
 /// The statements of [`write_tags`].
