@@ -579,7 +579,32 @@ fn request_id(headers: &HeaderMap) -> String {
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128)
-        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_string)
+        .map_or_else(new_request_id, str::to_string)
+}
+
+/// A fresh UUIDv7 request id. Its 74 random bits are a per-process seed
+/// from the OS mixed with a counter (splitmix64): unique, not secret, and
+/// without the `getrandom` system call per request that `Uuid::now_v7`
+/// makes.
+fn new_request_id() -> String {
+    use std::sync::atomic::AtomicU64;
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    fn mix(mut z: u64) -> u64 {
+        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    let seed = *SEED.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
+    let a = mix(seed ^ COUNTER.fetch_add(1, Ordering::Relaxed));
+    let b = mix(a);
+    let mut random = [0u8; 10];
+    random[..8].copy_from_slice(&a.to_le_bytes());
+    random[8..].copy_from_slice(&b.to_le_bytes()[..2]);
+    uuid::Builder::from_unix_timestamp_millis(now_ms() as u64, &random)
+        .into_uuid()
+        .to_string()
 }
 
 async fn infer(
@@ -846,4 +871,28 @@ pub async fn serve(state: Arc<AppState>, addr: SocketAddr) -> Result<()> {
         .await;
     watcher.abort();
     result.map_err(|e| ServeError::io("serving", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_request_ids_are_distinct_time_ordered_uuid_v7() {
+        let before = now_ms() as u64;
+        let ids: Vec<String> = (0..20_000).map(|_| new_request_id()).collect();
+        let after = now_ms() as u64;
+        let mut seen = std::collections::HashSet::new();
+        for id in &ids {
+            let u = uuid::Uuid::parse_str(id).expect("a UUID");
+            assert_eq!(u.get_version_num(), 7, "{id}");
+            let (secs, nanos) = u.get_timestamp().expect("v7 has a timestamp").to_unix();
+            let ms = secs * 1000 + u64::from(nanos) / 1_000_000;
+            assert!(
+                (before..=after).contains(&ms),
+                "{id}: {ms} outside {before}..={after}"
+            );
+            assert!(seen.insert(u), "duplicate id {id}");
+        }
+    }
 }
