@@ -627,18 +627,24 @@ impl ServedModel {
 
 /// Appends element `i` of `t` as a CSV field (empty for NaN or a missing
 /// element). Floats are written at their own precision: an f32 `0.1` is
-/// `0.1`, not its f64 widening `0.10000000149011612`.
+/// `0.1`, not its f64 widening `0.10000000149011612` (shortest round-trip
+/// form, by `ryu`: `1.0`, `1e-7`; std's formatting was a fifth of the CPU
+/// of 100-row requests).
 pub fn write_cell(out: &mut String, t: &Tensor, i: usize) {
     use std::fmt::Write as _;
     let _ = match &t.data {
-        TensorData::F32(v) => match v.get(i) {
-            Some(x) if !x.is_nan() => write!(out, "{x}"),
-            _ => Ok(()),
-        },
-        TensorData::F64(v) => match v.get(i) {
-            Some(x) if !x.is_nan() => write!(out, "{x}"),
-            _ => Ok(()),
-        },
+        TensorData::F32(v) => {
+            if let Some(x) = v.get(i).filter(|x| !x.is_nan()) {
+                out.push_str(ryu::Buffer::new().format(*x));
+            }
+            Ok(())
+        }
+        TensorData::F64(v) => {
+            if let Some(x) = v.get(i).filter(|x| !x.is_nan()) {
+                out.push_str(ryu::Buffer::new().format(*x));
+            }
+            Ok(())
+        }
         TensorData::I64(v) => v.get(i).map_or(Ok(()), |x| write!(out, "{x}")),
         TensorData::I32(v) => v.get(i).map_or(Ok(()), |x| write!(out, "{x}")),
         TensorData::Bool(v) => v.get(i).map_or(Ok(()), |x| write!(out, "{x}")),
@@ -825,4 +831,30 @@ pub fn tensor_json(t: &Tensor) -> serde_json::Value {
         TensorData::Bool(v) => v.iter().map(|&x| J::Bool(x)).collect(),
         TensorData::Str(v) => v.iter().map(|x| J::String(x.clone())).collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logged_floats_are_the_shortest_text_that_reads_back_exactly() {
+        let xs = [0.1f32, 1.0, -2.5e-7, 3.4e38, f32::NAN, 123_456.79];
+        let t = Tensor::from_f32(1, xs.len(), xs.to_vec());
+        let cells: Vec<String> = (0..xs.len())
+            .map(|i| {
+                let mut s = String::new();
+                write_cell(&mut s, &t, i);
+                s
+            })
+            .collect();
+        assert_eq!(cells[0], "0.1");
+        assert_eq!(cells[4], "", "NaN is an empty cell");
+        for (x, c) in xs.iter().zip(&cells).filter(|(x, _)| !x.is_nan()) {
+            assert_eq!(c.parse::<f32>().unwrap().to_bits(), x.to_bits(), "{c}");
+        }
+        let mut s = String::new();
+        write_cell(&mut s, &t, xs.len());
+        assert_eq!(s, "", "an element past the end is an empty cell");
+    }
 }

@@ -411,14 +411,13 @@ fn make_record(
 ) -> Record {
     let rows = match outcome {
         Some(o) => {
-            use std::fmt::Write as _;
             let mut rows = slot.model.log_rows(inputs);
             for (i, row) in rows.iter_mut().enumerate() {
                 row.push(',');
                 crate::predlog::csv_field(row, o.labels.get(i).map_or("", String::as_str));
                 row.push(',');
                 if let Some(s) = o.scores.get(i).filter(|s| !s.is_nan()) {
-                    let _ = write!(row, "{s}");
+                    row.push_str(ryu::Buffer::new().format(*s));
                 }
             }
             rows
