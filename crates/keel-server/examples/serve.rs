@@ -3,6 +3,10 @@
 //!
 //!     serve PROJECT_DIR PORT
 
+// The allocator `keel server` runs with, so the benchmark measures it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
