@@ -429,8 +429,11 @@ fn land(writer: &Mutex<Writer>, metrics: &Registry, batch: &[Msg]) -> bool {
 fn run(writer: &Mutex<Writer>, metrics: &Arc<Registry>, mut rx: mpsc::Receiver<Msg>) {
     // The syncer bounds what a power cut can take when responses only
     // wait for the write; it never sits on the request path.
-    let unsynced = lock(writer).unsynced.clone();
-    let syncer = (lock(writer).config.durability == Durability::Write)
+    let (unsynced, durability) = {
+        let w = lock(writer);
+        (w.unsynced.clone(), w.config.durability)
+    };
+    let syncer = (durability == Durability::Write)
         .then(|| {
             let (unsynced, metrics) = (unsynced.clone(), metrics.clone());
             std::thread::Builder::new()

@@ -581,27 +581,11 @@ fn request_id(headers: &HeaderMap) -> String {
         .map_or_else(new_request_id, str::to_string)
 }
 
-/// A fresh UUIDv7 request id. Its 74 random bits are a per-process seed
-/// from the OS mixed with a counter (splitmix64): unique, not secret, and
-/// without the `getrandom` system call per request that `Uuid::now_v7`
-/// makes.
+/// A fresh UUIDv7 request id. Its random bits come from `rand`'s
+/// thread-local generator (seeded once from the OS), not from the
+/// `getrandom` system call that `Uuid::now_v7` makes on every request.
 fn new_request_id() -> String {
-    use std::sync::atomic::AtomicU64;
-    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    fn mix(mut z: u64) -> u64 {
-        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    let seed = *SEED.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
-    let a = mix(seed ^ COUNTER.fetch_add(1, Ordering::Relaxed));
-    let b = mix(a);
-    let mut random = [0u8; 10];
-    random[..8].copy_from_slice(&a.to_le_bytes());
-    random[8..].copy_from_slice(&b.to_le_bytes()[..2]);
-    uuid::Builder::from_unix_timestamp_millis(now_ms() as u64, &random)
+    uuid::Builder::from_unix_timestamp_millis(now_ms() as u64, &rand::random())
         .into_uuid()
         .to_string()
 }
