@@ -180,7 +180,11 @@ impl Db {
         if done.is_some() {
             return Ok(());
         }
-        for stmt in split_statements(m.sql) {
+        let statements = match m.only {
+            Some(only) if only != self.backend => Vec::new(),
+            _ => split_statements(m.sql),
+        };
+        for stmt in statements {
             sqlx::query(sqlx::AssertSqlSafe(stmt))
                 .execute(&mut *tx)
                 .await

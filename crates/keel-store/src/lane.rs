@@ -84,9 +84,14 @@ impl Lane {
         let conn = Connection::open(path).map_err(err)?;
         // synchronous=NORMAL: a commit is written to the WAL (it survives
         // a kill) but not fsynced; see `Durability` and `set_durability`.
+        // temp_store=MEMORY: each job runs under a savepoint, whose journal
+        // of overwritten pages SQLite spills to a temporary file past
+        // 64 KiB, i.e. on every large log-batch; it is bounded by the batch
+        // limits, so it stays in memory.
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
-             PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000;",
+             PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000; \
+             PRAGMA temp_store=MEMORY;",
         )
         .map_err(err)?;
         conn.set_prepared_statement_cache_capacity(64);

@@ -17,6 +17,10 @@ pub struct Migration {
     pub version: i64,
     /// A short description, recorded with the migration.
     pub name: &'static str,
+    /// Runs on this engine only (a storage layout the other lacks, such as
+    /// SQLite's `WITHOUT ROWID`); on the other it is recorded as applied
+    /// and does nothing, so version numbers stay one sequence.
+    pub only: Option<crate::db::Backend>,
     /// Statements separated by `;` at the end of a line.
     pub sql: &'static str,
 }
@@ -27,6 +31,7 @@ pub const MIGRATIONS: &[Migration] = &[
         component: "data",
         version: 1,
         name: "datasets and versions",
+        only: None,
         sql: "
 CREATE TABLE datasets (
     path TEXT PRIMARY KEY,
@@ -51,6 +56,7 @@ CREATE INDEX dataset_versions_hash ON dataset_versions (hash);
     },
     crate::tracking::schema::TRACKING_V1,
     crate::tracking::schema::TRACKING_V2,
+    crate::tracking::schema::TRACKING_V3,
     crate::tracking::schema::REGISTRY_V1,
     crate::monitor::MONITOR_V1,
     PIPELINE_V1,
@@ -64,6 +70,7 @@ pub const PIPELINE_V2: Migration = Migration {
     component: "pipeline",
     version: 2,
     name: "run-cache index by job",
+    only: None,
     sql: "CREATE INDEX pipeline_cache_job ON pipeline_cache (job);",
 };
 
@@ -75,6 +82,7 @@ pub const PIPELINE_V1: Migration = Migration {
     component: "pipeline",
     version: 1,
     name: "pipeline runs, jobs, files, metrics and run-cache",
+    only: None,
     sql: "
 CREATE TABLE pipeline_runs (
     run_id TEXT PRIMARY KEY,

@@ -10,6 +10,7 @@ pub const MONITOR_V1: crate::migrations::Migration = crate::migrations::Migratio
     component: "monitor",
     version: 1,
     name: "monitor windows and alerts",
+    only: None,
     sql: "
 CREATE TABLE monitor_windows (
     id TEXT PRIMARY KEY,

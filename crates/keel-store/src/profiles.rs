@@ -11,6 +11,7 @@ pub const PROFILES_V1: crate::migrations::Migration = crate::migrations::Migrati
     component: "profiles",
     version: 1,
     name: "data profiles by content hash",
+    only: None,
     sql: "
 CREATE TABLE data_profiles (
     content_hash TEXT NOT NULL,

@@ -7,6 +7,7 @@ pub const TRACKING_V1: Migration = Migration {
     component: "tracking",
     version: 1,
     name: "experiments, runs, metrics, logged models, artifacts, tokens",
+    only: None,
     sql: "
 CREATE TABLE experiments (
     experiment_id BIGINT PRIMARY KEY,
@@ -141,6 +142,7 @@ pub const TRACKING_V2: Migration = Migration {
     component: "tracking",
     version: 2,
     name: "search indexes on tag, param and metric keys",
+    only: None,
     sql: "
 CREATE INDEX run_tags_key ON run_tags (key);
 CREATE INDEX run_params_key ON run_params (key);
@@ -150,11 +152,44 @@ CREATE INDEX run_metrics_model ON run_metrics (model_id) WHERE model_id IS NOT N
 ",
 };
 
+/// SQLite stores `run_metrics` clustered on its primary key. As a rowid
+/// table every point was written twice (the row, then the primary-key
+/// index holding every column again), and inserting metrics was most of a
+/// log-batch's cost. PostgreSQL keeps its heap and index: it has no
+/// clustered tables, and its heap insert is an append.
+pub const TRACKING_V3: Migration = Migration {
+    component: "tracking",
+    version: 3,
+    name: "run_metrics clustered on its key (SQLite)",
+    only: Some(crate::db::Backend::Sqlite),
+    sql: "
+CREATE TABLE run_metrics_clustered (
+    run_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value DOUBLE PRECISION NOT NULL,
+    is_nan BIGINT NOT NULL,
+    timestamp BIGINT NOT NULL,
+    step BIGINT NOT NULL,
+    model_id TEXT,
+    dataset_name TEXT,
+    dataset_digest TEXT,
+    PRIMARY KEY (run_id, key, timestamp, step, value, is_nan)
+) WITHOUT ROWID;
+INSERT INTO run_metrics_clustered
+    SELECT run_id, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest
+    FROM run_metrics;
+DROP TABLE run_metrics;
+ALTER TABLE run_metrics_clustered RENAME TO run_metrics;
+CREATE INDEX run_metrics_model ON run_metrics (model_id) WHERE model_id IS NOT NULL;
+",
+};
+
 /// Registered models, versions, tags, aliases and the alias history.
 pub const REGISTRY_V1: Migration = Migration {
     component: "registry",
     version: 1,
     name: "registered models, versions, aliases, alias history",
+    only: None,
     sql: "
 CREATE TABLE registered_models (
     name TEXT PRIMARY KEY,
