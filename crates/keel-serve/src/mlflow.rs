@@ -2,11 +2,14 @@
 //! of `dataframe_split`, `dataframe_records`, `instances`, `inputs` (plus an
 //! optional `params`), or CSV with a header row.
 
+use std::fmt;
+
 use keel_ml::onnx::Tensor;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value as J;
 
 use crate::error::{Result, ServeError};
-use crate::model::{Cell, Frame, ServedModel};
+use crate::model::{Cell, Frame, RowsBuilder, ServedModel};
 
 /// MLflow's message for a JSON body without exactly one known key.
 pub const PROTOCOL_MESSAGE: &str = "Invalid input. The input must be a JSON dictionary with exactly one of the input fields \
@@ -148,6 +151,9 @@ pub fn decode(model: &ServedModel, media: Media, body: &[u8]) -> Result<Vec<(Str
             model.frame_inputs(&frame)
         }
         Media::Json => {
+            if let Some(inputs) = stream_rows(model, body) {
+                return Ok(inputs);
+            }
             let v: J = serde_json::from_slice(body)
                 .map_err(|e| ServeError::BadRequest(format!("invalid JSON: {e}")))?;
             let obj = v.as_object().ok_or_else(|| {
@@ -262,5 +268,143 @@ pub fn decode(model: &ServedModel, media: Media, body: &[u8]) -> Result<Vec<(Str
                 ))),
             }
         }
+    }
+}
+
+/// The common request `{"inputs": [[...], ...]}` (or `instances`) for a
+/// one-input model, parsed straight into the model's input tensor: no
+/// `serde_json::Value` tree, no cell per value. Any other body, and any
+/// body this path would refuse, gives `None` and takes the general path,
+/// which accepts the same bodies into the same tensors and words every
+/// error; so this path only ever answers requests that succeed.
+fn stream_rows(model: &ServedModel, body: &[u8]) -> Option<Vec<(String, Tensor)>> {
+    let rows = model.rows_builder(0).ok()?;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let rows = de.deserialize_map(BodyVisitor(rows)).ok()?;
+    de.end().ok()?;
+    rows.finish().ok()
+}
+
+/// Fails the streaming parse; the general path then finds the real error.
+fn refuse<E: de::Error>(e: ServeError) -> E {
+    E::custom(e)
+}
+
+struct BodyVisitor<'m>(RowsBuilder<'m>);
+
+impl<'de, 'm> Visitor<'de> for BodyVisitor<'m> {
+    type Value = RowsBuilder<'m>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object with one key, `inputs` or `instances`")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Self::Value, A::Error> {
+        let mut rows = self.0;
+        match map.next_key::<&str>()? {
+            Some("inputs" | "instances") => map.next_value_seed(Rows(&mut rows))?,
+            _ => return Err(de::Error::custom("not a bare list of rows")),
+        }
+        if map.next_key::<&str>()?.is_some() {
+            return Err(de::Error::custom("more than one key"));
+        }
+        Ok(rows)
+    }
+}
+
+/// The list of rows.
+struct Rows<'b, 'm>(&'b mut RowsBuilder<'m>);
+
+impl<'de> DeserializeSeed<'de> for Rows<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Rows<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of rows")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+        while seq.next_element_seed(Row(self.0))?.is_some() {}
+        Ok(())
+    }
+}
+
+/// One row: a list of scalars.
+struct Row<'b, 'm>(&'b mut RowsBuilder<'m>);
+
+impl<'de> DeserializeSeed<'de> for Row<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Row<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of values")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+        while let Some(ScalarCell(cell)) = seq.next_element()? {
+            self.0.push(&cell).map_err(refuse)?;
+        }
+        self.0.end_row().map_err(refuse)
+    }
+}
+
+/// A scalar JSON value as a [`Cell`], converted as [`cell`] converts a
+/// parsed value; arrays and objects are refused.
+struct ScalarCell(Cell);
+
+impl<'de> de::Deserialize<'de> for ScalarCell {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(ScalarVisitor)
+    }
+}
+
+struct ScalarVisitor;
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = ScalarCell;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a number, string, boolean or null")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> std::result::Result<ScalarCell, E> {
+        Ok(ScalarCell(Cell::Bool(v)))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> std::result::Result<ScalarCell, E> {
+        Ok(ScalarCell(Cell::Num(v as f64)))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> std::result::Result<ScalarCell, E> {
+        Ok(ScalarCell(Cell::Num(v as f64)))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> std::result::Result<ScalarCell, E> {
+        Ok(ScalarCell(Cell::Num(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<ScalarCell, E> {
+        Ok(ScalarCell(Cell::Str(v.to_owned())))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> std::result::Result<ScalarCell, E> {
+        Ok(ScalarCell(Cell::Null))
     }
 }

@@ -392,37 +392,31 @@ impl ServedModel {
     /// Builds graph inputs from a bare tensor (MLflow `inputs`/`instances`
     /// given as a list of rows) for a one-input model.
     pub fn rows_inputs(&self, rows: &[Vec<Cell>]) -> Result<Vec<(String, Tensor)>> {
+        let mut b = self.rows_builder(rows.len())?;
+        for row in rows {
+            for cell in row {
+                b.push(cell)?;
+            }
+            b.end_row()?;
+        }
+        b.finish()
+    }
+
+    /// A [`RowsBuilder`] for about `rows` rows; refused unless the model
+    /// takes one `[N, F]` input.
+    pub fn rows_builder(&self, rows: usize) -> Result<RowsBuilder<'_>> {
         if self.layout != Layout::Matrix {
             return Err(ServeError::BadRequest(format!(
                 "this model takes named columns ({}); send `dataframe_split`, `dataframe_records` or `inputs` as an object",
                 self.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
             )));
         }
-        let f = self.columns.len();
-        if rows.is_empty() {
-            return Err(ServeError::BadRequest("the request holds no rows".into()));
-        }
-        let mut buf = Buf::new(self.columns[0].ty, rows.len() * f);
-        for (r, row) in rows.iter().enumerate() {
-            if row.len() != f {
-                return Err(ServeError::BadRequest(format!(
-                    "row {r} has {} values; the model takes {f} ({})",
-                    row.len(),
-                    self.columns
-                        .iter()
-                        .map(|c| c.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
-            }
-            for (c, cell) in self.columns.iter().zip(row) {
-                buf.push(Some(cell), &c.name, r)?;
-            }
-        }
-        Ok(vec![(
-            self.inputs[0].name.clone(),
-            buf.into_tensor(self.matrix_shape(rows.len(), f)),
-        )])
+        Ok(RowsBuilder {
+            model: self,
+            buf: Buf::new(self.columns[0].ty, rows * self.columns.len()),
+            rows: 0,
+            col: 0,
+        })
     }
 
     /// Checks named tensors (Open Inference Protocol) against the graph
@@ -668,6 +662,62 @@ fn argmax(v: &[f64]) -> usize {
             }
         })
         .0
+}
+
+/// Fills a one-input model's `[N, F]` matrix cell by cell, row by row,
+/// with the checks of [`Buf::push`]: the one implementation behind rows
+/// given as parsed JSON values and rows streamed from the request body.
+pub struct RowsBuilder<'m> {
+    model: &'m ServedModel,
+    buf: Buf,
+    rows: usize,
+    /// Cells seen in the current row (past `F` they are only counted).
+    col: usize,
+}
+
+impl RowsBuilder<'_> {
+    /// Appends the next cell of the current row.
+    pub fn push(&mut self, cell: &Cell) -> Result<()> {
+        if let Some(c) = self.model.columns.get(self.col) {
+            self.buf.push(Some(cell), &c.name, self.rows)?;
+        }
+        self.col += 1;
+        Ok(())
+    }
+
+    /// Ends the current row: it must hold one value per feature.
+    pub fn end_row(&mut self) -> Result<()> {
+        let f = self.model.columns.len();
+        if self.col != f {
+            return Err(ServeError::BadRequest(format!(
+                "row {} has {} values; the model takes {f} ({})",
+                self.rows,
+                self.col,
+                self.model
+                    .columns
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        self.rows += 1;
+        self.col = 0;
+        Ok(())
+    }
+
+    /// The graph input; at least one row is required.
+    pub fn finish(self) -> Result<Vec<(String, Tensor)>> {
+        if self.rows == 0 {
+            return Err(ServeError::BadRequest("the request holds no rows".into()));
+        }
+        let m = self.model;
+        Ok(vec![(
+            m.inputs[0].name.clone(),
+            self.buf
+                .into_tensor(m.matrix_shape(self.rows, m.columns.len())),
+        )])
+    }
 }
 
 /// A typed buffer filled cell by cell.

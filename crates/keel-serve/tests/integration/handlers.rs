@@ -282,3 +282,80 @@ fn monitor_yaml_errors_name_file_line_field() {
     .unwrap_err();
     assert!(e.to_string().contains("severity"), "{e}");
 }
+
+/// `{"inputs": [[...]]}` bodies are parsed straight into the input tensor;
+/// any body with another key (here `params`) takes the general parser.
+/// Both must give the same tensor, or the same error, for every body.
+#[test]
+fn streamed_rows_decode_as_the_general_parser_does() {
+    use keel_serve::mlflow::{decode, Media};
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg = make_package(&tmp.path().join("fraud"), 1.0);
+    let model = keel_serve::model::ServedModel::load(&pkg, "fraud", "1").unwrap();
+    let mut bodies: Vec<String> = [
+        r#"{"inputs": [[50.0, 40, 3], [200.5, 80.25, 4e0]]}"#,
+        r#"{ "instances" : [ [1e-7, -0.0, 18446744073709551615] ] }"#,
+        r#"{"inputs": [[null, "2.5", true]]}"#,
+        r#"{"inputs": [[1, 2, 3, 4]]}"#,
+        r#"{"inputs": [[1, 2]]}"#,
+        r#"{"inputs": [[1, [2], 3]]}"#,
+        r#"{"inputs": [[1, {"a": 2}, 3]]}"#,
+        r#"{"inputs": [[1, "old", 3]]}"#,
+        r#"{"inputs": []}"#,
+        r#"{"inputs": [1, 2, 3]}"#,
+        r#"{"inputs": [{"amount": 1, "age": 2, "hour": 3}]}"#,
+        r#"{"inputs": {"amount": [1], "age": [2], "hour": [3]}}"#,
+        r#"{"inputs": [[1, 2, 3]], "inputs": [[4, 5, 6]]}"#,
+        r#"{"inputs": [[1, 2, 3]]} trailing"#,
+        r#"{"inputs": [[1, 2, 3]"#,
+        r#"{"inp\u0075ts": [[1, 2, 3]]}"#,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut r = Lcg(5);
+    for n in [1, 7, 100] {
+        let rows: Vec<String> = (0..n)
+            .map(|_| {
+                let cells: Vec<String> = (0..3)
+                    .map(|_| match (r.next() * 4.0) as u32 {
+                        0 => format!("{}", (r.next() * 1e6) as i64 - 500_000),
+                        1 => format!("{:e}", r.normal() * 1e-3),
+                        2 => format!("{:.17}", r.normal()),
+                        _ => format!("{}", r.normal() as f32),
+                    })
+                    .collect();
+                format!("[{}]", cells.join(","))
+            })
+            .collect();
+        bodies.push(format!(r#"{{"inputs": [{}]}}"#, rows.join(", ")));
+    }
+    for body in &bodies {
+        let streamed = decode(&model, Media::Json, body.as_bytes());
+        // The same body with one more key: the general parser's answer.
+        let general = match body.trim_end().strip_suffix('}') {
+            Some(head) if body.trim_end().ends_with("]}") => decode(
+                &model,
+                Media::Json,
+                format!(r#"{head}, "params": {{}}}}"#).as_bytes(),
+            ),
+            _ => continue,
+        };
+        match (&streamed, &general) {
+            // Debug text: NaN (a null cell) is unequal to itself.
+            (Ok(a), Ok(b)) => assert_eq!(format!("{a:?}"), format!("{b:?}"), "{body}"),
+            (Err(a), Err(b)) => {
+                let (a, b) = (a.to_string(), b.to_string());
+                // The general parser's message lists the keys it got.
+                assert_eq!(
+                    a.replace(", \"params\"", ""),
+                    b.replace(", \"params\"", ""),
+                    "{body}"
+                );
+            }
+            _ => panic!("{body}: streamed {streamed:?}, general {general:?}"),
+        }
+    }
+    // The common body does succeed.
+    assert!(decode(&model, Media::Json, bodies[0].as_bytes()).is_ok());
+}
