@@ -68,6 +68,10 @@ const MAX_ROUNDS_PER_CALLER: usize = 4;
 /// most a power cut can lose (as the prediction log's `write` mode).
 const SYNC_INTERVAL: Duration = Duration::from_millis(100);
 
+/// WAL size past which the syncer checkpoints it into the DB file (SQLite's
+/// own automatic checkpoint is at 1,000 pages, i.e. about this).
+const CHECKPOINT_WAL_BYTES: u64 = 4 << 20;
+
 impl Lane {
     /// Opens the lane's connection to the DB file at `path` (which the
     /// pool has created and set to WAL), with the pool's settings.
@@ -87,13 +91,15 @@ impl Lane {
         // temp_store=MEMORY: each job runs under a savepoint, whose journal
         // of overwritten pages SQLite spills to a temporary file past
         // 64 KiB, i.e. on every large log-batch; it is bounded by the batch
-        // limits, so it stays in memory.
+        // limits, so it stays in memory. wal_autocheckpoint=0: a checkpoint
+        // fsyncs, so in this mode the syncer thread runs them, not a commit.
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
-             PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000; \
-             PRAGMA temp_store=MEMORY;",
+             PRAGMA foreign_keys=ON; \
+             PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=0;",
         )
         .map_err(err)?;
+        conn.busy_handler(Some(wait_for_writer)).map_err(err)?;
         conn.set_prepared_statement_cache_capacity(64);
         Ok(Lane {
             conn: Mutex::new(conn),
@@ -106,36 +112,36 @@ impl Lane {
         })
     }
 
-    /// Runs the reads in `f` on one snapshot of the DB, in place (no
-    /// hand-off to another thread: a read takes tens of microseconds).
+    /// Runs the reads in `f` on one snapshot of the DB, in place: a read
+    /// in WAL mode never waits for a writer and does no I/O but page-cache
+    /// reads, so it is CPU work like the rest of a handler. (Through
+    /// `block_in_place` every read handed the worker's scheduler to another
+    /// thread and back: on these VMs waking it cost more than the read.)
     pub(crate) fn read<R, E: From<StoreError>>(
         &self,
         f: impl FnOnce(&Connection) -> std::result::Result<R, E>,
     ) -> std::result::Result<R, E> {
-        let mut out = None;
-        blocking(|| {
-            let c = lock(&self.reader);
-            let sql = |s: &str| {
-                c.execute_batch(s)
-                    .map_err(|e| E::from(sqlite_error("reading", Arc::new(e))))
-            };
-            out = Some(sql("BEGIN").and_then(|()| {
-                let r = f(&c);
-                // A read transaction: COMMIT and ROLLBACK both just end it.
-                sql("ROLLBACK").and(r)
-            }));
-        });
-        out.expect("blocking runs its closure")
+        let c = lock(&self.reader);
+        let sql = |s: &str| {
+            c.execute_batch(s)
+                .map_err(|e| E::from(sqlite_error("reading", Arc::new(e))))
+        };
+        sql("BEGIN").and_then(|()| {
+            let r = f(&c);
+            // A read transaction: COMMIT and ROLLBACK both just end it.
+            sql("ROLLBACK").and(r)
+        })
     }
 
     /// Chooses what an answered write survives (default: a kill).
     pub(crate) fn set_durability(&self, d: Durability) -> Result<()> {
         let disk = d == Durability::Disk;
         let conn = lock(&self.conn);
+        // Disk: every commit fsyncs anyway, so it may checkpoint too.
         conn.execute_batch(if disk {
-            "PRAGMA synchronous=FULL"
+            "PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint=1000"
         } else {
-            "PRAGMA synchronous=NORMAL"
+            "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0"
         })
         .map_err(|e| sqlite_error("setting durability", Arc::new(e)))?;
         self.disk.store(disk, Ordering::Relaxed);
@@ -147,6 +153,7 @@ impl Lane {
         self.dirty.store(true, Ordering::Release);
         self.syncer.call_once(|| {
             let dirty = Arc::downgrade(&self.dirty);
+            let db = self.path.clone();
             let mut wal = self.path.as_os_str().to_owned();
             wal.push("-wal");
             let wal = PathBuf::from(wal);
@@ -156,6 +163,7 @@ impl Lane {
                 .name("keel-wal-sync".into())
                 .spawn(move || {
                     let mut file: Option<std::fs::File> = None;
+                    let mut checkpointer: Option<Connection> = None;
                     loop {
                         std::thread::sleep(SYNC_INTERVAL);
                         let Some(dirty) = dirty.upgrade() else { return };
@@ -170,6 +178,20 @@ impl Lane {
                         if file.as_ref().is_some_and(|f| f.sync_data().is_err()) {
                             dirty.store(true, Ordering::Release);
                             file = None;
+                        }
+                        // The lane's commits do not checkpoint (that would
+                        // fsync on a request's path): this thread does, on
+                        // its own connection. PASSIVE waits for nobody; what
+                        // it cannot copy now it copies next time.
+                        let big =
+                            std::fs::metadata(&wal).is_ok_and(|m| m.len() > CHECKPOINT_WAL_BYTES);
+                        if big {
+                            if checkpointer.is_none() {
+                                checkpointer = Connection::open(&db).ok();
+                            }
+                            if let Some(c) = &checkpointer {
+                                let _ = c.execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
+                            }
                         }
                     }
                 });
@@ -234,7 +256,8 @@ impl Lane {
                 let _ = conn.execute_batch("ROLLBACK");
             }
             let mut rounds = 0;
-            blocking(|| loop {
+            let disk = self.disk.load(Ordering::Relaxed);
+            let mut work = || loop {
                 if rounds == MAX_ROUNDS_PER_CALLER {
                     break;
                 }
@@ -247,10 +270,19 @@ impl Lane {
                 if jobs.is_empty() {
                     break;
                 }
-                if run_group(&conn, jobs) && !self.disk.load(Ordering::Relaxed) {
+                if run_group(&conn, jobs) && !disk {
                     self.committed_unsynced();
                 }
-            });
+            };
+            // Without `Durability::Disk` a commit writes to the page cache
+            // and neither fsyncs nor checkpoints (the syncer does both): it
+            // runs in place, like the reads. With it, every commit waits for
+            // the disk, and the worker's other tasks move elsewhere meanwhile.
+            if disk {
+                blocking(work);
+            } else {
+                work();
+            }
             drop(conn);
             if lock(&self.queue).is_empty() {
                 return;
@@ -264,6 +296,16 @@ impl Lane {
             }
         }
     }
+}
+
+/// The write connection's busy handler: another connection (a CLI command,
+/// the server's pool) holds the write lock. Commits run in place on a
+/// runtime worker, so the wait, and only the wait, is announced to tokio.
+/// Gives up after about 10 s, as `busy_timeout=10000` would.
+fn wait_for_writer(tries: i32) -> bool {
+    let ms = u64::try_from(tries.clamp(1, 10)).unwrap_or(10);
+    blocking(|| std::thread::sleep(Duration::from_millis(ms)));
+    tries < 1_010
 }
 
 /// Runs `work`, which blocks on SQLite (an fsync), telling a multi-thread
@@ -334,6 +376,87 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn test_db(dir: &Path) -> (PathBuf, Connection) {
+        let path = dir.join("t.db");
+        let setup = Connection::open(&path).unwrap();
+        setup
+            .execute_batch(
+                "PRAGMA journal_mode=WAL; CREATE TABLE t (n INTEGER PRIMARY KEY, pad BLOB)",
+            )
+            .unwrap();
+        (path, setup)
+    }
+
+    fn insert(c: &Connection, n: i64, pad: usize) -> Result<()> {
+        c.execute(
+            "INSERT INTO t (n, pad) VALUES (?1, zeroblob(?2))",
+            [n, pad as i64],
+        )
+        .map(|_| ())
+        .map_err(|e| sqlite_error("test", Arc::new(e)))
+    }
+
+    /// Writes run in place on the worker; when another connection holds the
+    /// write lock, the wait is handed to a blocking thread, so the only
+    /// worker keeps running other tasks, and the write commits afterwards.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn waiting_for_another_writer_does_not_stall_the_worker() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, setup) = test_db(dir.path());
+        let lane = Arc::new(Lane::open(&path).unwrap());
+        setup.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let ticks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let ticker = {
+            let ticks = Arc::clone(&ticks);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    ticks.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        };
+        let write = {
+            let lane = Arc::clone(&lane);
+            tokio::spawn(async move { lane.run(|c| insert(c, 1, 0)).await })
+        };
+        // The test body runs on block_on's thread, not the worker.
+        std::thread::sleep(Duration::from_millis(400));
+        let during = ticks.load(Ordering::Relaxed);
+        setup.execute_batch("COMMIT").unwrap();
+        write.await.unwrap().unwrap();
+        ticker.abort();
+        assert!(during >= 5, "the worker stalled: {during} ticks in 400 ms");
+        let count: i64 = setup
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(count, 1);
+    }
+
+    /// Commits do not checkpoint in the default durability; the syncer
+    /// thread does, once the WAL is past `CHECKPOINT_WAL_BYTES`, so the
+    /// rows reach the DB file.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_syncer_checkpoints_a_large_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _setup) = test_db(dir.path());
+        let lane = Arc::new(Lane::open(&path).unwrap());
+        let rows = 2 * (CHECKPOINT_WAL_BYTES as usize) / 8192;
+        for n in 0..rows {
+            lane.run(move |c| insert(c, n as i64, 8192)).await.unwrap();
+        }
+        let db_len = || std::fs::metadata(&path).unwrap().len();
+        assert!(db_len() < CHECKPOINT_WAL_BYTES, "a commit checkpointed");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while db_len() < CHECKPOINT_WAL_BYTES && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            db_len() >= CHECKPOINT_WAL_BYTES,
+            "no checkpoint: {} bytes",
+            db_len()
+        );
+    }
 
     /// More queued jobs than one caller may run: the caller stops after
     /// `MAX_ROUNDS_PER_CALLER` transactions and a blocking task finishes
