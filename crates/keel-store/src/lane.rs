@@ -47,18 +47,9 @@ pub(crate) struct Lane {
     path: PathBuf,
     /// [`Durability::Disk`]: every commit is fsynced (`synchronous=FULL`).
     disk: AtomicBool,
-    /// What the syncer thread has to do.
-    pending: Arc<Pending>,
+    /// Committed since the syncer's last fdatasync of the WAL.
+    dirty: Arc<AtomicBool>,
     syncer: Once,
-}
-
-/// Work for the syncer thread, set by commits.
-#[derive(Debug, Default)]
-struct Pending {
-    /// Committed since the last fdatasync of the WAL (not `Disk` mode).
-    unsynced: AtomicBool,
-    /// Committed since the syncer last looked (any mode).
-    written: AtomicBool,
 }
 
 impl std::fmt::Debug for Lane {
@@ -80,9 +71,6 @@ const SYNC_INTERVAL: Duration = Duration::from_millis(100);
 /// WAL size past which the syncer checkpoints it into the DB file (SQLite's
 /// own automatic checkpoint is at 1,000 pages, i.e. about this).
 const CHECKPOINT_WAL_BYTES: u64 = 4 << 20;
-
-/// How often, at most, the syncer refreshes the planner's statistics.
-const OPTIMIZE_INTERVAL: Duration = Duration::from_secs(10);
 
 impl Lane {
     /// Opens the lane's connection to the DB file at `path` (which the
@@ -119,7 +107,7 @@ impl Lane {
             queue: Mutex::new(Vec::new()),
             path: path.to_path_buf(),
             disk: AtomicBool::new(false),
-            pending: Arc::new(Pending::default()),
+            dirty: Arc::new(AtomicBool::new(false)),
             syncer: Once::new(),
         })
     }
@@ -160,78 +148,49 @@ impl Lane {
         Ok(())
     }
 
-    /// After a commit: makes sure the syncer thread runs. It fdatasyncs
-    /// the WAL every [`SYNC_INTERVAL`] after commits that did not (the
-    /// default durability), checkpoints the WAL once past
-    /// [`CHECKPOINT_WAL_BYTES`] (commits do not: that fsyncs on a request's
-    /// path), and keeps the planner's statistics current (`PRAGMA
-    /// optimize`, at most every [`OPTIMIZE_INTERVAL`]): without them SQLite
-    /// plans a filtered run search as a scan of the whole experiment.
-    fn committed(&self, synced: bool) {
-        if !synced {
-            self.pending.unsynced.store(true, Ordering::Release);
-        }
-        self.pending.written.store(true, Ordering::Release);
+    /// After a commit that was not fsynced: makes sure the syncer runs.
+    fn committed_unsynced(&self) {
+        self.dirty.store(true, Ordering::Release);
         self.syncer.call_once(|| {
-            let pending = Arc::downgrade(&self.pending);
+            let dirty = Arc::downgrade(&self.dirty);
             let db = self.path.clone();
             let mut wal = self.path.as_os_str().to_owned();
             wal.push("-wal");
             let wal = PathBuf::from(wal);
             // Detached: it ends once the lane (the only strong holder of
-            // `pending`) is gone.
+            // `dirty`) is gone.
             let _ = std::thread::Builder::new()
                 .name("keel-wal-sync".into())
                 .spawn(move || {
                     let mut file: Option<std::fs::File> = None;
-                    let mut maintainer: Option<Connection> = None;
-                    let mut optimized: Option<std::time::Instant> = None;
+                    let mut checkpointer: Option<Connection> = None;
                     loop {
                         std::thread::sleep(SYNC_INTERVAL);
-                        let Some(pending) = pending.upgrade() else {
-                            return;
-                        };
-                        if pending.unsynced.swap(false, Ordering::AcqRel) {
-                            if file.is_none() {
-                                file = std::fs::File::open(&wal).ok();
-                            }
-                            // fdatasync through any descriptor flushes the
-                            // file's pages; a failure is retried next round.
-                            if file.as_ref().is_some_and(|f| f.sync_data().is_err()) {
-                                pending.unsynced.store(true, Ordering::Release);
-                                file = None;
-                            }
-                        }
-                        if !pending.written.swap(false, Ordering::AcqRel) {
+                        let Some(dirty) = dirty.upgrade() else { return };
+                        if !dirty.swap(false, Ordering::AcqRel) {
                             continue;
                         }
-                        if maintainer.is_none() {
-                            maintainer = Connection::open(&db).ok();
-                            if let Some(c) = &maintainer {
-                                // Never queue behind the lane's writer.
-                                let _ = c.busy_timeout(Duration::from_millis(50));
-                            }
+                        if file.is_none() {
+                            file = std::fs::File::open(&wal).ok();
                         }
-                        let Some(c) = &maintainer else { continue };
-                        // PASSIVE waits for nobody; what it cannot copy now
-                        // it copies next time.
+                        // fdatasync through any descriptor flushes the
+                        // file's pages; a failure is retried next round.
+                        if file.as_ref().is_some_and(|f| f.sync_data().is_err()) {
+                            dirty.store(true, Ordering::Release);
+                            file = None;
+                        }
+                        // The lane's commits do not checkpoint (that would
+                        // fsync on a request's path): this thread does, on
+                        // its own connection. PASSIVE waits for nobody; what
+                        // it cannot copy now it copies next time.
                         let big =
                             std::fs::metadata(&wal).is_ok_and(|m| m.len() > CHECKPOINT_WAL_BYTES);
                         if big {
-                            let _ = c.execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
-                        }
-                        if optimized.is_some_and(|t| t.elapsed() < OPTIMIZE_INTERVAL) {
-                            // Not yet: come back, so the last writes before
-                            // a quiet spell are analyzed too.
-                            pending.written.store(true, Ordering::Release);
-                        } else {
-                            // Analyze (with SQLite's own time limit) the
-                            // tables whose size changed a lot, all of them
-                            // (0x10000), not only those this connection used.
-                            match c.execute_batch("PRAGMA optimize=0x10012") {
-                                Ok(()) => optimized = Some(std::time::Instant::now()),
-                                // Busy: try again next round.
-                                Err(_) => pending.written.store(true, Ordering::Release),
+                            if checkpointer.is_none() {
+                                checkpointer = Connection::open(&db).ok();
+                            }
+                            if let Some(c) = &checkpointer {
+                                let _ = c.execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
                             }
                         }
                     }
@@ -311,8 +270,8 @@ impl Lane {
                 if jobs.is_empty() {
                     break;
                 }
-                if run_group(&conn, jobs) {
-                    self.committed(disk);
+                if run_group(&conn, jobs) && !disk {
+                    self.committed_unsynced();
                 }
             };
             // Without `Durability::Disk` a commit writes to the page cache
@@ -497,43 +456,6 @@ mod tests {
             "no checkpoint: {} bytes",
             db_len()
         );
-    }
-
-    /// The syncer keeps the planner's statistics: after writes, an indexed
-    /// table has its `sqlite_stat1` rows.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_syncer_analyzes_written_tables() {
-        let dir = tempfile::tempdir().unwrap();
-        let (path, setup) = test_db(dir.path());
-        setup
-            .execute_batch("CREATE INDEX t_pad ON t (pad)")
-            .unwrap();
-        let lane = Arc::new(Lane::open(&path).unwrap());
-        lane.run(|c| (0..2_000).try_for_each(|n| insert(c, n, (n % 7) as usize)))
-            .await
-            .unwrap();
-        let stats = || -> i64 {
-            setup
-                .query_row(
-                    "SELECT count(*) FROM sqlite_master m WHERE m.name = 'sqlite_stat1'",
-                    [],
-                    |r| r.get(0),
-                )
-                .unwrap()
-        };
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while stats() == 0 && std::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert_eq!(stats(), 1, "no statistics were gathered");
-        let rows: i64 = setup
-            .query_row(
-                "SELECT count(*) FROM sqlite_stat1 WHERE tbl = 't'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert!(rows > 0, "table t was not analyzed");
     }
 
     /// More queued jobs than one caller may run: the caller stops after
