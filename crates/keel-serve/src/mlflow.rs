@@ -305,7 +305,10 @@ impl<'de, 'm> Visitor<'de> for BodyVisitor<'m> {
     ) -> std::result::Result<Self::Value, A::Error> {
         let mut rows = self.0;
         match map.next_key::<&str>()? {
-            Some("inputs" | "instances") => map.next_value_seed(Rows(&mut rows))?,
+            Some("inputs" | "instances") => map.next_value_seed(List {
+                b: &mut rows,
+                rows: true,
+            })?,
             _ => return Err(de::Error::custom("not a bare list of rows")),
         }
         if map.next_key::<&str>()?.is_some() {
@@ -315,10 +318,14 @@ impl<'de, 'm> Visitor<'de> for BodyVisitor<'m> {
     }
 }
 
-/// The list of rows.
-struct Rows<'b, 'm>(&'b mut RowsBuilder<'m>);
+/// A JSON list streamed into the builder: the list of rows (`rows`), or
+/// one row, a list of scalars.
+struct List<'b, 'm> {
+    b: &'b mut RowsBuilder<'m>,
+    rows: bool,
+}
 
-impl<'de> DeserializeSeed<'de> for Rows<'_, '_> {
+impl<'de> DeserializeSeed<'de> for List<'_, '_> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
@@ -326,42 +333,32 @@ impl<'de> DeserializeSeed<'de> for Rows<'_, '_> {
     }
 }
 
-impl<'de> Visitor<'de> for Rows<'_, '_> {
+impl<'de> Visitor<'de> for List<'_, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a list of rows")
+        f.write_str(if self.rows {
+            "a list of rows"
+        } else {
+            "a list of values"
+        })
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
-        while seq.next_element_seed(Row(self.0))?.is_some() {}
-        Ok(())
-    }
-}
-
-/// One row: a list of scalars.
-struct Row<'b, 'm>(&'b mut RowsBuilder<'m>);
-
-impl<'de> DeserializeSeed<'de> for Row<'_, '_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Row<'_, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a list of values")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
-        while let Some(ScalarCell(cell)) = seq.next_element()? {
-            self.0.push(&cell).map_err(refuse)?;
+        if self.rows {
+            while seq
+                .next_element_seed(List {
+                    b: &mut *self.b,
+                    rows: false,
+                })?
+                .is_some()
+            {}
+            return Ok(());
         }
-        self.0.end_row().map_err(refuse)
+        while let Some(ScalarCell(cell)) = seq.next_element()? {
+            self.b.push(&cell).map_err(refuse)?;
+        }
+        self.b.end_row().map_err(refuse)
     }
 }
 

@@ -308,7 +308,7 @@ fn wait_for_writer(tries: i32) -> bool {
     tries < 1_010
 }
 
-/// Runs `work`, which blocks on SQLite (an fsync), telling a multi-thread
+/// Runs `work`, which blocks (an fsync, a wait for a lock), telling a multi-thread
 /// tokio runtime so that it moves other tasks off this worker meanwhile.
 fn blocking(work: impl FnOnce()) {
     match tokio::runtime::Handle::try_current() {
