@@ -63,6 +63,15 @@ pub enum StoreError {
         /// The backend's error.
         source: object_store::Error,
     },
+    /// A record in the metadata DB cannot be read back (damaged by hand or
+    /// written by a newer keel).
+    #[error("metadata DB: {what} is corrupt: {reason}")]
+    CorruptRecord {
+        /// Which record.
+        what: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A file keel reads (pointer, config, manifest) does not parse.
     #[error("{path}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
     Parse {

@@ -57,6 +57,7 @@ CREATE INDEX dataset_versions_hash ON dataset_versions (hash);
     crate::tracking::schema::TRACKING_V1,
     crate::tracking::schema::TRACKING_V2,
     crate::tracking::schema::TRACKING_V3,
+    crate::tracking::schema::TRACKING_V4,
     crate::tracking::schema::REGISTRY_V1,
     crate::monitor::MONITOR_V1,
     PIPELINE_V1,

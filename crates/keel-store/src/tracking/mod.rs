@@ -10,6 +10,7 @@
 //! primitive every `log-*` call goes through.
 
 pub mod artifacts;
+mod chunks;
 mod error;
 pub mod experiments;
 pub mod logged_models;

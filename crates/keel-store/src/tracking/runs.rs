@@ -4,9 +4,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::error::{TrackingError, TrackingResult};
-use super::experiments;
 use super::search::{self, Kind, Target};
 use super::util::{col, decode_token, paginate, placeholders, Bind, Cols, Sql};
+use super::{chunks, experiments};
 use super::{validate, KeyValue, Lifecycle, Metric, Page, ViewType};
 use crate::db::{now_ms, Backend};
 use crate::Store;
@@ -750,13 +750,48 @@ fn metric_statements(backend: Backend, items: &[(&str, &[Metric])]) -> Vec<Sql> 
         .flat_map(|(run, ms)| ms.iter().map(move |m| (*run, m)))
         .collect();
     let split = |v: f64| if v.is_nan() { (0.0, 1i64) } else { (v, 0) };
+    // Plain points: one chunk per (run, key), in first-seen order.
+    let mut groups: Vec<((&str, &str), Vec<&Metric>)> = Vec::new();
+    let mut slot: HashMap<(&str, &str), usize> = HashMap::new();
+    for &(run, m) in rows.iter().filter(|(_, m)| chunks::chunkable(m)) {
+        let i = *slot.entry((run, m.key.as_str())).or_insert_with(|| {
+            groups.push(((run, m.key.as_str()), Vec::new()));
+            groups.len() - 1
+        });
+        groups[i].1.push(m);
+    }
     let mut start = 0;
-    for n in chunk_sizes(rows.len(), ROWS_PER_INSERT) {
+    for n in chunk_sizes(groups.len(), ROWS_PER_INSERT) {
+        let mut sql = Sql::in_order(
+            backend,
+            "INSERT INTO metric_chunks (run_id, key, points) VALUES ",
+        );
+        for (i, ((run_id, key), points)) in groups[start..start + n].iter().enumerate() {
+            let ps = [
+                sql.bind(Bind::Text(run_id.to_string())),
+                sql.bind(Bind::Text(key.to_string())),
+                sql.bind(Bind::Blob(chunks::encode(points.iter().copied()))),
+            ];
+            sql.push(if i == 0 { "(" } else { ", (" });
+            sql.push(&ps.join(", "));
+            sql.push(")");
+        }
+        out.push(sql);
+        start += n;
+    }
+    // Points bound to a model or dataset: one row each.
+    let bound: Vec<(&str, &Metric)> = rows
+        .iter()
+        .copied()
+        .filter(|(_, m)| !chunks::chunkable(m))
+        .collect();
+    let mut start = 0;
+    for n in chunk_sizes(bound.len(), ROWS_PER_INSERT) {
         let mut sql = Sql::in_order(
             backend,
             "INSERT INTO run_metrics (run_id, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest) VALUES ",
         );
-        for (i, (run_id, m)) in rows[start..start + n].iter().enumerate() {
+        for (i, (run_id, m)) in bound[start..start + n].iter().enumerate() {
             let (value, is_nan) = split(m.value);
             let opt = |s: &Option<String>| Bind::OptText(s.clone().filter(|s| !s.is_empty()));
             let ps = [
@@ -1212,21 +1247,36 @@ pub async fn metric_history(
         )));
     }
     let offset = decode_token(page_token)?;
+    // Points live in two places (see `chunks`), read in one statement (one
+    // snapshot): rows first, so that a row's copy of a duplicated point is
+    // the one kept.
     let rows = sqlx::query(
-        "SELECT key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest FROM run_metrics
-         WHERE run_id = $1 AND key = $2 ORDER BY step, timestamp, value LIMIT $3 OFFSET $4",
+        "SELECT 0 AS part, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest,
+                NULL AS points
+         FROM run_metrics WHERE run_id = $1 AND key = $2
+         UNION ALL
+         SELECT 1, key, 0, 0, 0, 0, NULL, NULL, NULL, points
+         FROM metric_chunks WHERE run_id = $1 AND key = $2
+         ORDER BY part",
     )
     .bind(run_id)
     .bind(key)
-    .bind(limit + 1)
-    .bind(offset)
     .fetch_all(store.db.pool())
     .await
     .map_err(TrackingError::db("reading metric history"))?;
-    let items = rows
-        .iter()
-        .map(|r| metric_from_row(r, true))
-        .collect::<TrackingResult<Vec<_>>>()?;
+    let mut points = Vec::new();
+    for r in &rows {
+        match col::<Option<Vec<u8>>>(r, "points")? {
+            None => points.push(metric_from_row(r, true)?),
+            Some(blob) => chunks::decode(run_id, key, &blob, &mut points)?,
+        }
+    }
+    let mut items = chunks::merge_history(points);
+    let start = usize::try_from(offset)
+        .unwrap_or(usize::MAX)
+        .min(items.len());
+    items.drain(..start);
+    items.truncate(limit as usize + 1);
     Ok(paginate(items, offset, limit))
 }
 

@@ -184,6 +184,25 @@ CREATE INDEX run_metrics_model ON run_metrics (model_id) WHERE model_id IS NOT N
 ",
 };
 
+/// Metric points in chunks (see `tracking::chunks`): one row per key per
+/// request, its points packed in a blob. Rows already in `run_metrics`
+/// stay there and are read with the chunks. `BYTEA` is PostgreSQL's blob;
+/// SQLite stores a blob as given under any declared type.
+pub const TRACKING_V4: Migration = Migration {
+    component: "tracking",
+    version: 4,
+    name: "metric points in chunks",
+    only: None,
+    sql: "
+CREATE TABLE metric_chunks (
+    run_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    points BYTEA NOT NULL
+);
+CREATE INDEX metric_chunks_run_key ON metric_chunks (run_id, key);
+",
+};
+
 /// Registered models, versions, tags, aliases and the alias history.
 pub const REGISTRY_V1: Migration = Migration {
     component: "registry",

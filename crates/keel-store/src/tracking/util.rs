@@ -18,6 +18,7 @@ pub(crate) enum Bind {
     I64(i64),
     OptI64(Option<i64>),
     F64(f64),
+    Blob(Vec<u8>),
 }
 
 /// SQL text plus its binds, built together so that `$n` always matches.
@@ -122,6 +123,7 @@ impl Sql {
                 Bind::I64(v) => st.raw_bind_parameter(i, v)?,
                 Bind::OptI64(v) => st.raw_bind_parameter(i, v)?,
                 Bind::F64(v) => st.raw_bind_parameter(i, v)?,
+                Bind::Blob(v) => st.raw_bind_parameter(i, v)?,
             }
         }
         Ok(())
@@ -139,6 +141,7 @@ pub(crate) fn bind_all<'q>(
             Bind::I64(v) => q.bind(*v),
             Bind::OptI64(v) => q.bind(*v),
             Bind::F64(v) => q.bind(*v),
+            Bind::Blob(v) => q.bind(v.clone()),
         };
     }
     q

@@ -415,3 +415,105 @@ async fn search_filters_and_orders_over_child_tables() {
         );
     }
 }
+
+/// A key's history is read from both places points live: rows (points of
+/// an older keel, and points bound to a model or dataset) and chunks (one
+/// per key per call). It comes back ordered, without exact duplicates, and
+/// the same whether read at once or page by page.
+#[tokio::test]
+async fn history_merges_rows_and_chunks_in_order() {
+    use sqlx::Row;
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = project(backend, dir.path()).await;
+        let exp = experiments::create(&st, "h", None, &[]).await.unwrap();
+        let run = runs::create(&st, exp, "u", None, None, &[])
+            .await
+            .unwrap()
+            .info
+            .run_id;
+        // Even steps as rows, as a keel before chunks wrote them.
+        for step in (0..40i64).step_by(2) {
+            sqlx::query(
+                "INSERT INTO run_metrics (run_id, key, value, is_nan, timestamp, step) VALUES ($1, 'loss', $2, 0, $3, $4)",
+            )
+            .bind(&run)
+            .bind(step as f64)
+            .bind(1_000 + step)
+            .bind(step)
+            .execute(st.db.pool())
+            .await
+            .unwrap();
+        }
+        // Odd steps in two calls, the second one retried; step 4 again
+        // (a duplicate of a row); one point bound to a dataset; NaN and ∞.
+        let odd = |from: i64, to: i64| -> Vec<Metric> {
+            (from..to)
+                .filter(|s| s % 2 == 1)
+                .map(|s| point("loss", s as f64, s))
+                .collect()
+        };
+        let mut first = odd(0, 20);
+        first.push(point("loss", 4.0, 4));
+        let mut bound = point("loss", 0.25, 41);
+        bound.dataset_name = Some("eval".into());
+        bound.dataset_digest = Some("d1".into());
+        first.push(bound);
+        let mut second = odd(20, 40);
+        second.push(point("loss", f64::NAN, 42));
+        second.push(point("loss", f64::INFINITY, 43));
+        for ms in [&first, &second, &second] {
+            runs::log_batch(&st, &run, ms, &[], &[]).await.unwrap();
+        }
+        let whole = runs::metric_history(&st, &run, "loss", None, None)
+            .await
+            .unwrap();
+        assert!(whole.next_page_token.is_none());
+        let steps: Vec<i64> = whole.items.iter().map(|m| m.step).collect();
+        let want: Vec<i64> = (0..40).chain(41..44).collect();
+        assert_eq!(steps, want, "{backend:?}");
+        for m in &whole.items[..40] {
+            assert_eq!((m.value, m.timestamp), (m.step as f64, 1_000 + m.step));
+        }
+        assert_eq!(whole.items[40].dataset_name.as_deref(), Some("eval"));
+        assert!(whole.items[41].value.is_nan());
+        assert_eq!(whole.items[42].value, f64::INFINITY);
+
+        // Page by page: the same points, in the same order.
+        let mut paged = Vec::new();
+        let mut token = None;
+        loop {
+            let page = runs::metric_history(&st, &run, "loss", Some(7), token.as_deref())
+                .await
+                .unwrap();
+            assert!(page.items.len() <= 7);
+            paged.extend(page.items.iter().map(|m| m.step));
+            match page.next_page_token {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+        assert_eq!(paged, steps, "{backend:?}");
+
+        // One chunk per key per call (three calls), and the bound point is
+        // a row a logged-model lookup can find.
+        let chunks: i64 = sqlx::query("SELECT COUNT(*) FROM metric_chunks WHERE run_id = $1")
+            .bind(&run)
+            .fetch_one(st.db.pool())
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(chunks, 3, "{backend:?}");
+        let rows: i64 =
+            sqlx::query("SELECT COUNT(*) FROM run_metrics WHERE run_id = $1 AND step = 41")
+                .bind(&run)
+                .fetch_one(st.db.pool())
+                .await
+                .unwrap()
+                .get(0);
+        assert_eq!(rows, 1, "{backend:?}");
+        // The latest value is the largest step's.
+        let latest = runs::get(&st, &run).await.unwrap().metrics;
+        assert_eq!((latest[0].step, latest[0].value), (43, f64::INFINITY));
+    }
+}
