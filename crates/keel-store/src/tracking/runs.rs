@@ -1264,19 +1264,15 @@ pub async fn metric_history(
     .fetch_all(store.db.pool())
     .await
     .map_err(TrackingError::db("reading metric history"))?;
-    let mut points = Vec::new();
+    let mut history = chunks::History::new(run_id, key);
     for r in &rows {
         match col::<Option<Vec<u8>>>(r, "points")? {
-            None => points.push(metric_from_row(r, true)?),
-            Some(blob) => chunks::decode(run_id, key, &blob, &mut points)?,
+            None => history.add_row(metric_from_row(r, true)?)?,
+            Some(blob) => history.add_chunk(&blob)?,
         }
     }
-    let mut items = chunks::merge_history(points);
-    let start = usize::try_from(offset)
-        .unwrap_or(usize::MAX)
-        .min(items.len());
-    items.drain(..start);
-    items.truncate(limit as usize + 1);
+    let skip = usize::try_from(offset).unwrap_or(usize::MAX);
+    let items = history.page(skip, limit as usize + 1);
     Ok(paginate(items, offset, limit))
 }
 
