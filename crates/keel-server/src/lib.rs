@@ -24,6 +24,7 @@
 
 mod artifacts;
 mod auth;
+mod batch;
 pub mod error;
 mod registry;
 pub mod req;

@@ -3,6 +3,7 @@
 //! Both are merged into one map with lenient typed accessors, so a handler
 //! reads `run_id` the same way whatever the method.
 
+use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{header, Method};
 use keel_store::tracking::{KeyValue, Metric};
@@ -23,7 +24,19 @@ impl<S: Send + Sync> FromRequest<S> for Req {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        let mut map = Map::new();
+        Req::parse(Raw::read(req).await?)
+    }
+}
+
+/// A request's query string and body, read and checked (size, content
+/// type) but not parsed.
+pub(crate) struct Raw {
+    pub query: Option<String>,
+    pub body: Bytes,
+}
+
+impl Raw {
+    pub(crate) async fn read(req: Request) -> ApiResult<Raw> {
         let limit = if req.uri().path().ends_with("/log-inputs") {
             MAX_JSON_INPUTS
         } else {
@@ -53,7 +66,17 @@ impl<S: Send + Sync> FromRequest<S> for Req {
                     "Bad Request. Content-Type must be application/json",
                 ));
             }
-            match serde_json::from_slice::<Value>(&body) {
+        }
+        Ok(Raw { query, body })
+    }
+}
+
+impl Req {
+    /// The fields of a read request: the JSON body's, then the query's.
+    pub(crate) fn parse(raw: Raw) -> ApiResult<Req> {
+        let mut map = Map::new();
+        if !raw.body.is_empty() {
+            match serde_json::from_slice::<Value>(&raw.body) {
                 Ok(Value::Object(m)) => map = m,
                 Ok(_) => {
                     return Err(ApiError::bad_request(
@@ -67,7 +90,7 @@ impl<S: Send + Sync> FromRequest<S> for Req {
                 }
             }
         }
-        if let Some(q) = query {
+        if let Some(q) = raw.query {
             for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
                 let v = Value::String(v.into_owned());
                 match map.get_mut(k.as_ref()) {

@@ -8,6 +8,7 @@ use keel_store::tracking::runs::{self, DatasetInput, RunStatus};
 use keel_store::tracking::{KeyValue, Lifecycle, ViewType};
 use serde_json::{json, Value};
 
+use crate::batch::BatchBody;
 use crate::error::{ApiError, ApiResult};
 use crate::req::Req;
 use crate::wire;
@@ -209,18 +210,7 @@ pub async fn delete_tag(State(s): State<AppState>, r: Req) -> J {
     ok()
 }
 
-pub async fn log_batch(State(s): State<AppState>, mut r: Req) -> J {
-    let metrics = r
-        .take_objects("metrics")?
-        .iter()
-        .map(Req::metric)
-        .collect::<ApiResult<Vec<_>>>()?;
-    let batch = runs::Batch {
-        run_id: r.run_id()?,
-        metrics,
-        params: r.key_values("params")?,
-        tags: r.key_values("tags")?,
-    };
+pub async fn log_batch(State(s): State<AppState>, BatchBody(batch): BatchBody) -> J {
     s.log(batch).await?;
     ok()
 }
