@@ -111,7 +111,8 @@ declare -A R
 client_row() { # server-name port row
     local out
     out=$(MLFLOW_TRACKING_URI="http://127.0.0.1:$2" GIT_PYTHON_REFRESH=quiet MLFLOW_HTTP_REQUEST_MAX_RETRIES=0 \
-          timeout 3600 "$PY" crates/keel-server/tests/python/load_client.py "$3" "$SECS" "$RUNS" 2>"$DIR/$1-$3.err" | tail -1) || out='{"error": true}'
+          timeout 3600 "$PY" crates/keel-server/tests/python/load_client.py "$3" "$SECS" "$RUNS" 2>"$DIR/$1-$3.err" | tail -1) ||
+        { out='{"error": true}'; echo "$1 $3 failed:" >&2; tail -5 "$DIR/$1-$3.err" >&2; }
     R[$1,$3]=$out
 }
 median() { # JSON results: the one with the median per_s

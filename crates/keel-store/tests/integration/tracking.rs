@@ -352,6 +352,32 @@ async fn search_filters_and_orders_over_child_tables() {
             names("metrics.acc > 0.15", &["metrics.acc DESC"]).await,
             ["r4", "r3", "r2"]
         );
+        // The ordered metric's comparisons go into its join: all of them,
+        // with other terms after it, and with `!=`.
+        assert_eq!(
+            names(
+                "metrics.acc > 0.05 AND metrics.acc < 0.35",
+                &["metrics.acc ASC", "start_time DESC"]
+            )
+            .await,
+            ["r1", "r2", "r3"]
+        );
+        assert_eq!(
+            names(
+                "metrics.acc != 0.2 AND params.p != 'v0'",
+                &["metrics.acc ASC"]
+            )
+            .await,
+            ["r1"]
+        );
+        assert_eq!(
+            names(
+                "metrics.acc <= 0.1",
+                &["start_time DESC", "metrics.acc DESC"]
+            )
+            .await,
+            ["r1", "r0"]
+        );
         // Runs without the metric sort last in either direction.
         assert_eq!(
             names("", &["metrics.acc ASC"]).await,
