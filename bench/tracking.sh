@@ -65,6 +65,8 @@ for k in range(100):
 open(sys.argv[1], "w").write(json.dumps({"runs": runs}))
 PYEOF
 start_null() {
+    # nginx's workers run as an unprivileged user: let them read the canned page.
+    chmod a+x "$DIR"; chmod -R a+rX "$DIR/canned"
     if command -v nginx >/dev/null; then
         NULL_KIND="nginx $(nginx -v 2>&1 | sed 's/.*nginx\///')"
         mkdir -p "$DIR/nginx"

@@ -52,40 +52,58 @@ fn general(mut r: Req) -> ApiResult<Batch> {
     })
 }
 
+// Fields the general path does not read are ignored here too (the
+// fluent `mlflow.log_metrics` sends a `run_id` in every metric). A
+// `run_uuid` is ignored as the general path ignores it when `run_id` is
+// given; without `run_id` this decoder refuses the body.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Body {
     run_id: String,
     #[serde(default)]
-    metrics: Vec<Point>,
+    metrics: Vec<Object<Point>>,
     #[serde(default)]
-    params: Vec<Pair>,
+    params: Vec<Object<Pair>>,
     #[serde(default)]
-    tags: Vec<Pair>,
+    tags: Vec<Object<Pair>>,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Point {
     key: String,
     value: Value64,
     timestamp: i64,
     #[serde(default)]
     step: i64,
-    #[serde(default)]
     model_id: Option<String>,
-    #[serde(default)]
     dataset_name: Option<String>,
-    #[serde(default)]
     dataset_digest: Option<String>,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Pair {
     key: String,
-    #[serde(default)]
     value: Option<String>,
+}
+
+/// A struct read from a JSON object only. serde's derived `Deserialize`
+/// also takes an array of the fields in order, which the general path
+/// refuses.
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = Object<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Object<T>, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(Object)
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
 }
 
 /// A metric value: a JSON number, or MLflow's spelling of NaN and ±∞ (the
@@ -124,18 +142,18 @@ impl<'de> Deserialize<'de> for Value64 {
 
 /// The batch, if the body is one the general path would take as is.
 fn decode(body: &[u8]) -> Option<Batch> {
-    let b: Body = serde_json::from_slice(body).ok()?;
+    let Object(b): Object<Body> = serde_json::from_slice(body).ok()?;
     let named = |k: &str| !k.is_empty();
     let given = |s: Option<String>| s.filter(|s| !s.is_empty());
     if !named(&b.run_id)
-        || !b.metrics.iter().all(|m| named(&m.key))
-        || !b.params.iter().chain(&b.tags).all(|p| named(&p.key))
+        || !b.metrics.iter().all(|m| named(&m.0.key))
+        || !b.params.iter().chain(&b.tags).all(|p| named(&p.0.key))
     {
         return None;
     }
-    let pairs = |v: Vec<Pair>| -> Vec<KeyValue> {
+    let pairs = |v: Vec<Object<Pair>>| -> Vec<KeyValue> {
         v.into_iter()
-            .map(|p| KeyValue::new(p.key, p.value.unwrap_or_default()))
+            .map(|Object(p)| KeyValue::new(p.key, p.value.unwrap_or_default()))
             .collect()
     };
     Some(Batch {
@@ -143,7 +161,7 @@ fn decode(body: &[u8]) -> Option<Batch> {
         metrics: b
             .metrics
             .into_iter()
-            .map(|m| Metric {
+            .map(|Object(m)| Metric {
                 key: m.key,
                 value: m.value.0,
                 timestamp: m.timestamp,
@@ -193,6 +211,10 @@ mod tests {
                 {"key": "e\u00e9\n", "value": 0.1000000000000000055511151231257827, "timestamp": 1,
                  "model_id": "m-1", "dataset_name": "", "dataset_digest": null}]}"#,
             r#"{"run_id": "r", "tags": [{"key": "k"}, {"key": "k2", "value": null}, {"key": "k3", "value": ""}]}"#,
+            // What `mlflow.log_metrics` sends: a run id in every metric.
+            r#"{"run_id": "abc", "metrics": [{"key": "loss", "value": "NaN", "timestamp": 5, "step": 3, "run_id": "abc"}]}"#,
+            // Fields the general path does not read, `run_uuid` next to `run_id`.
+            r#"{"run_uuid": "old", "run_id": "new", "extra": [1, {"a": null}], "params": [{"key": "p", "value": "v", "x": 1}]}"#,
         ];
         for body in taken {
             let (fast, slow) = both(body);
@@ -215,7 +237,12 @@ mod tests {
             r#"{"run_id": "r", "metrics": [{"key": "m", "timestamp": 1}]}"#,
             r#"{"run_id": "r", "metrics": [{"key": "", "value": 1, "timestamp": 1}]}"#,
             r#"{"run_id": "r", "metrics": [{"key": "m", "value": 1, "timestamp": 1, "step": null}]}"#,
-            r#"{"run_id": "r", "metrics": [{"key": "m", "value": 1, "timestamp": 1, "extra": 1}]}"#,
+            // Arrays where objects belong (serde would read them as structs).
+            r#"["r"]"#,
+            r#"["r", [["m", 0.5, 7, 3]], [["k", "v"]], []]"#,
+            r#"{"run_id": "r", "metrics": [["m", 1, 5]]}"#,
+            r#"{"run_id": "r", "params": [["k", "v"]]}"#,
+            r#"{"run_id": "r", "tags": [["k"]]}"#,
             r#"{"run_id": "r", "metrics": [{"key": "m", "value": 1, "timestamp": 1, "key": "n"}]}"#,
             r#"{"run_id": "r", "params": [{"key": "p", "value": 1}]}"#,
             r#"{"run_id": "r", "params": [{"value": "v"}]}"#,

@@ -132,6 +132,7 @@ impl Db {
         // Every command opens the DB: when everything is applied already,
         // one read answers, instead of a transaction per migration.
         if let Ok(applied) = self.applied_migrations().await {
+            refuse_newer(migrations, &applied)?;
             let up_to_date = migrations.iter().all(|m| {
                 applied
                     .iter()
@@ -214,6 +215,27 @@ impl Db {
         .map_err(StoreError::db("listing migrations"))?;
         rows.iter().map(|r| Ok((get(r, 0)?, get(r, 1)?))).collect()
     }
+}
+
+/// Refuses a DB that a newer keel migrated further than `migrations` go
+/// for one of their components: this binary would misread it (e.g. a keel
+/// before tracking v4 does not see metric points stored in chunks).
+fn refuse_newer(migrations: &[Migration], applied: &[(String, i64)]) -> Result<()> {
+    for (component, version) in applied {
+        let known = migrations
+            .iter()
+            .filter(|m| m.component == component)
+            .map(|m| m.version)
+            .max();
+        if let Some(known) = known.filter(|k| version > k) {
+            return Err(StoreError::SchemaTooNew {
+                component: component.clone(),
+                version: *version,
+                known,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The file of a `sqlite:` URL (`sqlite://PATH?…`, `sqlite:PATH`); `None`

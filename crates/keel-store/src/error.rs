@@ -63,6 +63,16 @@ pub enum StoreError {
         /// The backend's error.
         source: object_store::Error,
     },
+    /// The metadata DB was migrated by a newer keel than this one.
+    #[error("the metadata DB was upgraded by a newer keel ({component} schema v{version}; this keel knows up to v{known}); upgrade keel to use it")]
+    SchemaTooNew {
+        /// The component (`tracking`, `data`, …).
+        component: String,
+        /// Its version in the DB.
+        version: i64,
+        /// The newest version this keel knows.
+        known: i64,
+    },
     /// A record in the metadata DB cannot be read back (damaged by hand or
     /// written by a newer keel).
     #[error("metadata DB: {what} is corrupt: {reason}")]

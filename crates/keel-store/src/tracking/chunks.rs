@@ -1,6 +1,7 @@
 //! Metric points stored in chunks: the points of one metric key that one
-//! request logged (a log-batch of 1,000 steps, say) are one row of
-//! `metric_chunks`, their `(step, timestamp, value)` packed in a blob.
+//! write logged (a log-batch of 1,000 steps, say; on PostgreSQL a group
+//! commit of several requests) are one row of `metric_chunks`, their
+//! `(step, timestamp, value)` packed in a blob.
 //!
 //! Why: as one row per point, inserting the points was two thirds of a
 //! 1,000-point log-batch's server time (B-tree seeks and page splits per
@@ -172,9 +173,14 @@ impl<'k> History<'k> {
     }
 }
 
+/// The value as the row table compared it: NaN as 0 (flagged), and `-0.0`
+/// equal to `0.0` (so that among such points the row, listed first, stays
+/// first).
 fn sort_value(p: &Point) -> (f64, bool) {
     if p.value.is_nan() {
         (0.0, true)
+    } else if p.value == 0.0 {
+        (0.0, false)
     } else {
         (p.value, false)
     }
@@ -290,5 +296,11 @@ mod tests {
         assert_eq!(h().page(5, 3)[0].model_id.as_deref(), Some("m-1"));
         assert!(h().page(6, 3).is_empty());
         assert!(h().page(usize::MAX, usize::MAX).is_empty());
+        // A row's 0.0 and a chunk's -0.0 are one point: the row's is kept.
+        let mut zero = point(3, 1, 0.0);
+        zero.model_id = Some("m-0".into());
+        let merged = history(vec![zero], &[vec![point(3, 1, -0.0)]]).page(0, 9);
+        assert_eq!(merged.len(), 1);
+        assert_eq!(merged[0].model_id.as_deref(), Some("m-0"));
     }
 }

@@ -1240,10 +1240,11 @@ pub async fn metric_history(
     page_token: Option<&str>,
 ) -> TrackingResult<Page<Metric>> {
     get_info(store, run_id).await?;
-    let limit = max_results.unwrap_or(25_000);
-    if !(1..=25_000).contains(&limit) {
+    // As MLflow's server: no `max_results`, the whole history (the client
+    // sends 25,000 and follows the token; other clients may not).
+    if let Some(n) = max_results.filter(|&n| n <= 0) {
         return Err(TrackingError::invalid(format!(
-            "Invalid value {limit} for parameter 'max_results': it must be between 1 and 25000"
+            "Invalid value {n} for parameter 'max_results' supplied. It must be a positive integer."
         )));
     }
     let offset = decode_token(page_token)?;
@@ -1272,8 +1273,16 @@ pub async fn metric_history(
         }
     }
     let skip = usize::try_from(offset).unwrap_or(usize::MAX);
-    let items = history.page(skip, limit as usize + 1);
-    Ok(paginate(items, offset, limit))
+    let Some(limit) = max_results else {
+        return Ok(Page {
+            items: history.page(skip, usize::MAX),
+            next_page_token: None,
+        });
+    };
+    let take = usize::try_from(limit)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1);
+    Ok(paginate(history.page(skip, take), offset, limit))
 }
 
 /// Records dataset inputs and model inputs of a run.

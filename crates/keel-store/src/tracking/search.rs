@@ -856,12 +856,16 @@ pub(crate) fn compile_page(
     let orders = parse_order_bys(order_by)?;
     let mut sql = Sql::new("");
     let scope = scope(&mut sql);
-    let (mut joinable, mut rest) = joinable_metrics(t, f, &orders);
+    let (mut joinable, rest) = joinable_metrics(t, f, &orders);
+    // The filter first, so that its errors come before the order's.
+    let mut cond = compile_filter(&mut sql, backend, t, &rest)?;
     let order = compile_order(&mut sql, t, &orders, &mut joinable)?;
     // Comparisons no order term took (none: the first term on a key takes
-    // all of that key's) stay in the filter.
-    rest.0.append(&mut joinable);
-    let cond = compile_filter(&mut sql, backend, t, &rest)?;
+    // all of that key's) would stay in the filter.
+    if !joinable.is_empty() {
+        let left = compile_filter(&mut sql, backend, t, &Filter(joinable))?;
+        cond = format!("{cond} AND {left}");
+    }
     let lim = sql.bind(Bind::I64(max_results + 1));
     let off = sql.bind(Bind::I64(offset));
     let mut terms = order.terms;

@@ -31,6 +31,31 @@ async fn migrations_apply_once_and_are_recorded() {
     }
 }
 
+/// A DB a newer keel migrated further is refused with a clear error, not
+/// misread (a keel before tracking v4 would not see chunked metric points).
+#[tokio::test]
+async fn a_db_from_a_newer_keel_is_refused() {
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = fresh_db(backend, dir.path()).await;
+        let db = Db::open(&url).await.unwrap();
+        sqlx::query(
+            "INSERT INTO keel_migrations (component, version, name, applied_at) VALUES ('tracking', 99, 'future', 0)",
+        )
+        .execute(db.pool())
+        .await
+        .unwrap();
+        let Err(e) = Db::open(&url).await else {
+            panic!("{backend:?}: a DB from a newer keel was opened");
+        };
+        let e = e.to_string();
+        assert!(
+            e.contains("newer keel") && e.contains("tracking schema v99"),
+            "{backend:?}: {e}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_failing_migration_leaves_nothing_behind() {
     for backend in backends() {

@@ -541,5 +541,28 @@ async fn history_merges_rows_and_chunks_in_order() {
         // The latest value is the largest step's.
         let latest = runs::get(&st, &run).await.unwrap().metrics;
         assert_eq!((latest[0].step, latest[0].value), (43, f64::INFINITY));
+
+        // Without max_results the whole history comes back, as MLflow's
+        // server answers (past the 25,000 its client asks for per page).
+        for c in 0..26i64 {
+            let ms: Vec<Metric> = (0..1000)
+                .map(|i| point("long", 0.5, c * 1000 + i))
+                .collect();
+            runs::log_batch(&st, &run, &ms, &[], &[]).await.unwrap();
+        }
+        let all = runs::metric_history(&st, &run, "long", None, None)
+            .await
+            .unwrap();
+        assert_eq!(all.items.len(), 26_000, "{backend:?}");
+        assert!(all.next_page_token.is_none());
+        let page = runs::metric_history(&st, &run, "long", Some(25_000), None)
+            .await
+            .unwrap();
+        assert_eq!(page.items.len(), 25_000);
+        assert!(page.next_page_token.is_some());
+        assert!(matches!(
+            runs::metric_history(&st, &run, "long", Some(0), None).await,
+            Err(TrackingError::Invalid(m)) if m.contains("positive integer")
+        ));
     }
 }
