@@ -760,41 +760,35 @@ fn metric_statements(backend: Backend, items: &[(&str, &[Metric])]) -> Vec<Sql> 
         });
         groups[i].1.push(m);
     }
-    let mut start = 0;
-    for n in chunk_sizes(groups.len(), ROWS_PER_INSERT) {
-        let mut sql = Sql::in_order(
-            backend,
-            "INSERT INTO metric_chunks (run_id, key, points) VALUES ",
-        );
-        for (i, ((run_id, key), points)) in groups[start..start + n].iter().enumerate() {
-            let ps = [
+    out.extend(multi_row_inserts(
+        backend,
+        "INSERT INTO metric_chunks (run_id, key, points) VALUES ",
+        &groups,
+        "",
+        |sql, ((run_id, key), points)| {
+            vec![
                 sql.bind(Bind::Text(run_id.to_string())),
                 sql.bind(Bind::Text(key.to_string())),
                 sql.bind(Bind::Blob(chunks::encode(points.iter().copied()))),
-            ];
-            sql.push(if i == 0 { "(" } else { ", (" });
-            sql.push(&ps.join(", "));
-            sql.push(")");
-        }
-        out.push(sql);
-        start += n;
-    }
+            ]
+        },
+    ));
     // Points bound to a model or dataset: one row each.
     let bound: Vec<(&str, &Metric)> = rows
         .iter()
         .copied()
         .filter(|(_, m)| !chunks::chunkable(m))
         .collect();
-    let mut start = 0;
-    for n in chunk_sizes(bound.len(), ROWS_PER_INSERT) {
-        let mut sql = Sql::in_order(
-            backend,
-            "INSERT INTO run_metrics (run_id, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest) VALUES ",
-        );
-        for (i, (run_id, m)) in bound[start..start + n].iter().enumerate() {
+    let opt = |s: &Option<String>| Bind::OptText(s.clone().filter(|s| !s.is_empty()));
+    out.extend(multi_row_inserts(
+        backend,
+        "INSERT INTO run_metrics (run_id, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest) VALUES ",
+        &bound,
+        // A retried request repeats points exactly: keep the first copy.
+        " ON CONFLICT DO NOTHING",
+        |sql, (run_id, m)| {
             let (value, is_nan) = split(m.value);
-            let opt = |s: &Option<String>| Bind::OptText(s.clone().filter(|s| !s.is_empty()));
-            let ps = [
+            vec![
                 sql.bind(Bind::Text(run_id.to_string())),
                 sql.bind(Bind::Text(m.key.clone())),
                 sql.bind(Bind::F64(value)),
@@ -804,16 +798,9 @@ fn metric_statements(backend: Backend, items: &[(&str, &[Metric])]) -> Vec<Sql> 
                 sql.bind(opt(&m.model_id)),
                 sql.bind(opt(&m.dataset_name)),
                 sql.bind(opt(&m.dataset_digest)),
-            ];
-            sql.push(if i == 0 { "(" } else { ", (" });
-            sql.push(&ps.join(", "));
-            sql.push(")");
-        }
-        // A retried request repeats points exactly: keep the first copy.
-        sql.push(" ON CONFLICT DO NOTHING");
-        out.push(sql);
-        start += n;
-    }
+            ]
+        },
+    ));
     // The latest value per (run, key): max by (step, timestamp, value). One
     // row per pair, because PostgreSQL refuses to upsert a row twice in one
     // statement.
@@ -831,34 +818,51 @@ fn metric_statements(backend: Backend, items: &[(&str, &[Metric])]) -> Vec<Sql> 
         }
     }
     let latest: Vec<((&str, &str), &Metric)> = latest.into_iter().collect();
-    let mut start = 0;
-    for n in chunk_sizes(latest.len(), ROWS_PER_INSERT) {
-        let mut sql = Sql::in_order(
-            backend,
-            "INSERT INTO latest_metrics (run_id, key, value, is_nan, timestamp, step) VALUES ",
-        );
-        for (i, ((run_id, key), m)) in latest[start..start + n].iter().enumerate() {
+    out.extend(multi_row_inserts(
+        backend,
+        "INSERT INTO latest_metrics (run_id, key, value, is_nan, timestamp, step) VALUES ",
+        &latest,
+        " ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan,
+             timestamp = excluded.timestamp, step = excluded.step
+         WHERE excluded.step > latest_metrics.step
+            OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp)
+            OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp
+                AND excluded.value > latest_metrics.value)",
+        |sql, ((run_id, key), m)| {
             let (value, is_nan) = split(m.value);
-            let ps = [
+            vec![
                 sql.bind(Bind::Text(run_id.to_string())),
                 sql.bind(Bind::Text(key.to_string())),
                 sql.bind(Bind::F64(value)),
                 sql.bind(Bind::I64(is_nan)),
                 sql.bind(Bind::I64(m.timestamp)),
                 sql.bind(Bind::I64(m.step)),
-            ];
+            ]
+        },
+    ));
+    out
+}
+
+/// `{head}(…), (…) {tail}` statements for `rows`, in [`chunk_sizes`]
+/// pieces; `binds` binds one row's values and returns their placeholders.
+fn multi_row_inserts<T>(
+    backend: Backend,
+    head: &str,
+    rows: &[T],
+    tail: &str,
+    mut binds: impl FnMut(&mut Sql, &T) -> Vec<String>,
+) -> Vec<Sql> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for n in chunk_sizes(rows.len(), ROWS_PER_INSERT) {
+        let mut sql = Sql::in_order(backend, head);
+        for (i, row) in rows[start..start + n].iter().enumerate() {
+            let ps = binds(&mut sql, row);
             sql.push(if i == 0 { "(" } else { ", (" });
             sql.push(&ps.join(", "));
             sql.push(")");
         }
-        sql.push(
-            " ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan,
-                 timestamp = excluded.timestamp, step = excluded.step
-             WHERE excluded.step > latest_metrics.step
-                OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp)
-                OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp
-                    AND excluded.value > latest_metrics.value)",
-        );
+        sql.push(tail);
         out.push(sql);
         start += n;
     }
