@@ -6,10 +6,12 @@
 //! stored in chunks. This decoder reads the shape the MLflow client sends
 //! (`run_id`, `metrics` with numeric fields, `params`, `tags`) with typed
 //! serde structs instead. It answers only bodies it can take exactly as the
-//! general path would; anything else (another field, a number sent as a
-//! string, `null`, an empty key, a query string…) returns `None`, and the
-//! general path decodes the body and words the error. So there is one set
-//! of rules, and the test below holds the two to the same answers.
+//! general path would; anything else (an array where an object belongs, a
+//! number sent as a string, `null`, an empty key, no `run_id`, a query
+//! string…) returns `None`, and the general path decodes the body and words
+//! the error. Fields the general path does not read are ignored by both. So
+//! there is one set of rules, and the test below holds the two to the same
+//! answers.
 
 use axum::extract::{FromRequest, Request};
 use keel_store::tracking::runs::Batch;
