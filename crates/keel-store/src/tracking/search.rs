@@ -778,8 +778,9 @@ pub(crate) fn compile_order(
     let mut out = Order::default();
     for (i, o) in terms.iter().enumerate() {
         let alias = format!("o{i}");
-        let expr = match &o.key {
-            Key::Attribute(name) => t.attribute(name)?.0.to_string(),
+        // The expression, and whether it can be NULL (then NULLs sort last).
+        let (expr, nullable) = match &o.key {
+            Key::Attribute(name) => (t.attribute(name)?.0.to_string(), true),
             Key::Metric(k) => {
                 let Some(side) = t.metrics else {
                     return Err(invalid(format!("Cannot order {} by metrics", t.what)));
@@ -796,11 +797,8 @@ pub(crate) fn compile_order(
                 } else {
                     let cond = format!("{base} AND {}", conds.join(" AND "));
                     out.joins.push_str(&join("JOIN", side, &alias, &cond));
-                    let dir = if o.ascending { "ASC" } else { "DESC" };
-                    out.terms.push(format!("{alias}.value {dir}"));
-                    continue;
                 }
-                format!("{alias}.value")
+                (format!("{alias}.value"), conds.is_empty())
             }
             Key::Param(k) | Key::Tag(k) => {
                 let side = if matches!(o.key, Key::Param(_)) {
@@ -814,14 +812,16 @@ pub(crate) fn compile_order(
                 let p = sql.bind(Bind::Text(k.clone()));
                 out.joins
                     .push_str(&left_join(side, &alias, &format!("{alias}.key = {p}")));
-                format!("{alias}.value")
+                (format!("{alias}.value"), true)
             }
             Key::Dataset(_) => return Err(invalid("Cannot order by datasets")),
         };
         let dir = if o.ascending { "ASC" } else { "DESC" };
-        out.terms.push(format!(
-            "CASE WHEN {expr} IS NULL THEN 1 ELSE 0 END, {expr} {dir}"
-        ));
+        out.terms.push(if nullable {
+            format!("CASE WHEN {expr} IS NULL THEN 1 ELSE 0 END, {expr} {dir}")
+        } else {
+            format!("{expr} {dir}")
+        });
     }
     Ok(out)
 }
