@@ -10,7 +10,9 @@
 # files that were just written), as on a developer machine re-adding data
 # it just produced. `keel data add` promises survival of a kill by default;
 # the "add --sync" rows also flush the objects to the disk (power-loss
-# durability), which neither dvc nor cat does.
+# durability), which neither dvc nor cat does. BENCH_DIR=/mnt/xfs runs it
+# on another file system (on XFS or btrfs keel clones large files: see
+# README.md, Data versioning).
 set -euo pipefail
 BIG_MB=${1:-1024}
 SMALL=${2:-100000}
@@ -27,7 +29,7 @@ if [ -z "$DVC" ] && [ -z "${NO_DVC:-}" ]; then
   DVC="$DVC_VENV/bin/dvc"
 fi
 [ -x "$KEEL" ] || { echo "build keel first: cargo build --release -p keel-cli" >&2; exit 2; }
-work=$(mktemp -d /tmp/keel-bench.XXXXXX)
+work=$(mktemp -d "${BENCH_DIR:-/tmp}/keel-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
 # Seconds a command takes; FAIL (and its stderr) if it fails.

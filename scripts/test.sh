@@ -31,6 +31,8 @@ command -v python3 >/dev/null || need_apt+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 # promtool and a real Prometheus for the /metrics tests (keel-cli tests/integration/serve.rs).
 { command -v promtool && command -v prometheus; } >/dev/null || need_apt+=(prometheus)
+# mkfs.xfs for a reflink file system (the object store's clone path).
+command -v mkfs.xfs >/dev/null || need_apt+=(xfsprogs)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
@@ -64,9 +66,28 @@ bin=$(pg_bin)
 log "starting PostgreSQL ($bin) on 127.0.0.1:$port"
 run_pg "$bin/initdb" -D "$pgdir/data" -U postgres -A trust >/dev/null
 run_pg "$bin/pg_ctl" -D "$pgdir/data" -l "$pgdir/log" -w -o "-h 127.0.0.1 -p $port -k $pgdir -c fsync=off -c max_connections=300" start >/dev/null
-cleanup() { run_pg "$bin/pg_ctl" -D "$pgdir/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$pgdir"; }
+xfsdir=$(mktemp -d /tmp/keel-xfs.XXXXXX)
+cleanup() {
+  run_pg "$bin/pg_ctl" -D "$pgdir/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$pgdir"
+  if mountpoint -q "$xfsdir/mnt"; then as_root umount "$xfsdir/mnt" || true; fi
+  rm -rf "$xfsdir"
+}
 trap cleanup EXIT
 export KEEL_TEST_POSTGRES="postgres://postgres@127.0.0.1:$port/postgres"
+
+# --- a reflink file system: an XFS image on a loop device -------------------
+# The object store clones large files where the file system can; this is
+# where its tests see that happen. Needs root and a loop device.
+if [ -z "${KEEL_TEST_REFLINK_DIR:-}" ]; then
+  mkdir "$xfsdir/mnt"
+  if truncate -s 512M "$xfsdir/img" && mkfs.xfs -q -m reflink=1 "$xfsdir/img" \
+      && as_root mount -o loop "$xfsdir/img" "$xfsdir/mnt" && as_root chmod 1777 "$xfsdir/mnt"; then
+    export KEEL_TEST_REFLINK_DIR="$xfsdir/mnt"
+    log "reflink tests on XFS at $KEEL_TEST_REFLINK_DIR"
+  else
+    log "WARNING: no XFS loop mount here; the clone tests check the copy path only"
+  fi
+fi
 
 # --- the tests ----------------------------------------------------------------
 log "cargo test (target dir $CARGO_TARGET_DIR)"

@@ -6,7 +6,8 @@
 //! to their name when complete, so a killed writer never leaves a
 //! half-written object under a valid name, nor any file at all. Where the
 //! file system has no `O_TMPFILE`, a named file in `tmp/` is renamed into
-//! place instead.
+//! place instead. Where the file system has reflinks, a large file's
+//! object is a copy-on-write clone of it instead of a copy.
 //!
 //! Remotes (`keel data push/pull`) go through the `object_store` crate: a
 //! directory (its `LocalFileSystem`) or `s3://bucket/prefix` (its
@@ -27,6 +28,7 @@ use keel_core::ObjectHash;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
+use crate::data::tree::{ctime_ns, mtime_ns, now_ns};
 use crate::error::{Result, StoreError};
 
 /// Files up to this size are read into memory, hashed and written in one
@@ -37,6 +39,9 @@ const SMALL_FILE: u64 = 4 << 20;
 const PARALLEL_HASH: u64 = 16 << 20;
 /// The buffer size large files are copied and hashed through.
 const CHUNK: usize = 8 << 20;
+/// How long before an add a large file must last have changed for it to
+/// be cloned rather than copied (see [`LocalObjects::put_clone`]).
+const SETTLED_NS: i128 = 1_000_000_000;
 /// Buffer, offset and length alignment for `O_DIRECT` writes (the largest
 /// logical block size of common disks).
 const DIRECT_ALIGN: usize = 4096;
@@ -233,7 +238,7 @@ impl LocalObjects {
             let n = read_full(&mut file, &mut buf).map_err(StoreError::io("reading", src))?;
             self.put_bytes(&buf[..n])?
         } else {
-            self.put_stream(&mut file, src)?
+            self.put_stream(&mut file, src, before)?
         };
         let after = file
             .metadata()
@@ -250,6 +255,64 @@ impl LocalObjects {
         Ok((h, new))
     }
 
+    /// Stores a large file as a copy-on-write clone of it (`FICLONE`, on
+    /// XFS, btrfs and other reflink file systems): no bytes are copied and
+    /// no disk space is used until either side is modified. Returns the
+    /// unused `tmp` when the file system cannot clone `src` into the store.
+    ///
+    /// The clone is a snapshot of `src` when it was made; the hash is then
+    /// read from `src` (from the page cache, where the clone's bytes are
+    /// not). The two are the same bytes unless `src` was written between
+    /// the clone and the end of the hashing, and every such write sets its
+    /// ctime past `before`'s: the file must have settled ([`SETTLED_NS`],
+    /// as the stat cache's "racy" rule) so that a write in the same clock
+    /// tick as its last change cannot hide. A changed file is refused, so
+    /// an object's bytes always match its name.
+    fn put_clone(
+        &self,
+        tmp: TmpObject,
+        src: &mut File,
+        path: &Path,
+        before: &fs::Metadata,
+    ) -> Result<std::result::Result<(ObjectHash, bool), TmpObject>> {
+        let settled = ctime_ns(before).max(mtime_ns(before)) < now_ns() - SETTLED_NS;
+        if !settled || rustix::fs::ioctl_ficlone(&tmp.file, &*src).is_err() {
+            return Ok(Err(tmp));
+        }
+        let mut hasher = blake3::Hasher::new();
+        let mut cur = vec![0u8; CHUNK];
+        let mut next = vec![0u8; CHUNK];
+        let mut n = read_full(src, &mut cur).map_err(StoreError::io("reading", path))?;
+        let mut total = 0u64;
+        while n > 0 {
+            let bytes = &cur[..n];
+            let (read, _) =
+                rayon::join(|| read_full(src, &mut next), || hasher.update_rayon(bytes));
+            total += n as u64;
+            n = read.map_err(StoreError::io("reading", path))?;
+            std::mem::swap(&mut cur, &mut next);
+        }
+        let after = src
+            .metadata()
+            .map_err(StoreError::io("reading metadata of", path))?;
+        if total != before.len()
+            || after.len() != before.len()
+            || mtime_ns(&after) != mtime_ns(before)
+            || ctime_ns(&after) != ctime_ns(before)
+            || after.ino() != before.ino()
+        {
+            return Err(StoreError::ChangedDuringAdd {
+                path: path.to_path_buf(),
+            });
+        }
+        let h = ObjectHash::from_digest(hasher.finalize());
+        if !self.contains_sized(&h, total) {
+            self.publish(tmp, &h, total)?;
+            return Ok(Ok((h, true)));
+        }
+        Ok(Ok((h, false)))
+    }
+
     /// Copies a large file into a temporary object in one pass: while one
     /// buffer is hashed and written, the next is read.
     ///
@@ -257,8 +320,16 @@ impl LocalObjects {
     /// second page-cache copy of the data (which would evict the workspace's
     /// own cached bytes, and costs more than the disk write on a VM whose
     /// fresh memory pages are slow to fault in), and is not read again soon.
-    fn put_stream(&self, src: &mut File, path: &Path) -> Result<(ObjectHash, bool)> {
-        let mut tmp = self.create_tmp(true)?;
+    fn put_stream(
+        &self,
+        src: &mut File,
+        path: &Path,
+        before: &fs::Metadata,
+    ) -> Result<(ObjectHash, bool)> {
+        let mut tmp = match self.put_clone(self.create_tmp(true)?, src, path, before)? {
+            Ok(stored) => return Ok(stored),
+            Err(tmp) => tmp,
+        };
         let mut hasher = blake3::Hasher::new();
         let mut cur = AlignedBuf::new(CHUNK);
         let mut next = AlignedBuf::new(CHUNK);

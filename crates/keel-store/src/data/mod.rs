@@ -16,7 +16,7 @@
 
 mod ops;
 mod transfer;
-mod tree;
+pub(crate) mod tree;
 pub mod versions;
 
 pub use crate::Durability;

@@ -428,7 +428,8 @@ const STAT_MAGIC: &[u8; 12] = b"keel-stat 3\n";
 /// hash, size, mtime, ctime, inode, path length.
 const STAT_FIXED: usize = 32 + 8 + 16 + 16 + 8 + 4;
 
-fn ctime_ns(meta: &fs::Metadata) -> i128 {
+/// Nanoseconds since the epoch of a file's status change time.
+pub fn ctime_ns(meta: &fs::Metadata) -> i128 {
     i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec())
 }
 

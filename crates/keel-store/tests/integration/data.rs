@@ -580,3 +580,84 @@ fn large_objects_with_a_partial_last_block_are_exact() {
     assert!(!objects.put_file(&src, &meta).unwrap().1);
     assert_eq!(objects.tmp_count(), 0);
 }
+
+/// Free bytes of the file system holding `dir`.
+fn free_bytes(dir: &Path) -> u64 {
+    let st = rustix::fs::statvfs(dir).unwrap();
+    st.f_bavail * st.f_frsize
+}
+
+/// On a file system with reflinks (XFS, btrfs), a large file that has not
+/// changed for a second is stored as a copy-on-write clone: its exact bytes
+/// under their hash, and no disk space used. One changed within the last
+/// second is copied (a write made while it is hashed could keep its ctime),
+/// and one changed since it was scanned is refused on either path.
+/// `KEEL_TEST_REFLINK_DIR` names a directory on such a file system
+/// (scripts/test.sh mounts an XFS image when it can); without it the copy
+/// path runs everywhere and only the bytes are checked.
+#[test]
+fn settled_large_files_are_cloned_where_the_file_system_can() {
+    let reflink = std::env::var_os("KEEL_TEST_REFLINK_DIR");
+    let tmp = match &reflink {
+        Some(d) => tempfile::tempdir_in(d),
+        None => tempfile::tempdir(),
+    }
+    .unwrap();
+    let objects = keel_store::objects::LocalObjects::open(
+        &tmp.path().join("objects"),
+        &tmp.path().join("objects/tmp"),
+    )
+    .unwrap();
+    let size = 48u32 << 20;
+    let content = |seed: u32| -> Vec<u8> {
+        (0..size)
+            .map(|i| (i.wrapping_add(seed).wrapping_mul(2654435761) >> 13) as u8)
+            .collect()
+    };
+    let (fresh, settled, rewritten) = (content(1), content(2), content(3));
+    let (fresh_p, settled_p, rewritten_p) = (
+        tmp.path().join("fresh.bin"),
+        tmp.path().join("settled.bin"),
+        tmp.path().join("rewritten.bin"),
+    );
+    fs::write(&settled_p, &settled).unwrap();
+    fs::write(&rewritten_p, &rewritten).unwrap();
+    let scanned = fs::metadata(&rewritten_p).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    fs::write(&fresh_p, &fresh).unwrap();
+    // Rewritten in place with other bytes of the same size after the scan.
+    let mut other = rewritten.clone();
+    other.reverse();
+    fs::write(&rewritten_p, &other).unwrap();
+
+    let put = |p: &Path, bytes: &[u8]| -> u64 {
+        let free = free_bytes(tmp.path());
+        let (h, new) = objects.put_file(p, &fs::metadata(p).unwrap()).unwrap();
+        assert!(new);
+        assert_eq!(h, keel_core::ObjectHash::of_bytes(bytes));
+        assert_eq!(objects.read(&h).unwrap(), bytes);
+        assert_eq!(objects.verify(&h).unwrap(), None);
+        free.saturating_sub(free_bytes(tmp.path()))
+    };
+    let copied = put(&fresh_p, &fresh);
+    let cloned = put(&settled_p, &settled);
+    if reflink.is_some() {
+        assert!(
+            copied > u64::from(size) / 2,
+            "a fresh file is copied: {copied} bytes used"
+        );
+        assert!(
+            cloned < u64::from(size) / 4,
+            "a settled file is cloned: {cloned} bytes used"
+        );
+    }
+    // The object is the clone, not the file: editing the file later leaves it.
+    let h = keel_core::ObjectHash::of_bytes(&settled);
+    fs::write(&settled_p, b"edited").unwrap();
+    assert_eq!(objects.verify(&h).unwrap(), None);
+
+    let err = objects.put_file(&rewritten_p, &scanned).unwrap_err();
+    assert!(matches!(err, StoreError::ChangedDuringAdd { .. }), "{err}");
+    assert!(!objects.contains(&keel_core::ObjectHash::of_bytes(&other)) || reflink.is_none());
+    assert_eq!(objects.tmp_count(), 0);
+}
