@@ -55,7 +55,8 @@ for i in range(n):
 PY
 
 setup() { # $1 = tool, $2 = dataset kind
-  local d="$work/$1-$2"; rm -rf "$d"; mkdir -p "$d"; cp -r "$work/gen/$2" "$d/data"
+  # A real copy (not a clone on XFS): its pages are in the cache, as on ext4.
+  local d="$work/$1-$2"; rm -rf "$d"; mkdir -p "$d"; cp -r --reflink=never "$work/gen/$2" "$d/data"
   # keel does not trust stat-cache entries for files modified within a
   # second of the scan ("racy git"); data is normally older than that.
   # Everyone starts with the copy on disk, not with the previous
