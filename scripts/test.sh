@@ -22,6 +22,10 @@ as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
     echo "need root (or sudo) to run: $*" >&2; return 1; fi
 }
+# For optional steps: root, or sudo without a password prompt, else fails.
+as_root_quietly() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif sudo -n true 2>/dev/null; then sudo -n "$@"; else return 1; fi
+}
 
 # --- system packages --------------------------------------------------------
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
@@ -31,8 +35,6 @@ command -v python3 >/dev/null || need_apt+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 # promtool and a real Prometheus for the /metrics tests (keel-cli tests/integration/serve.rs).
 { command -v promtool && command -v prometheus; } >/dev/null || need_apt+=(prometheus)
-# mkfs.xfs for a reflink file system (the object store's clone path).
-command -v mkfs.xfs >/dev/null || need_apt+=(xfsprogs)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
@@ -68,20 +70,31 @@ run_pg "$bin/initdb" -D "$pgdir/data" -U postgres -A trust >/dev/null
 run_pg "$bin/pg_ctl" -D "$pgdir/data" -l "$pgdir/log" -w -o "-h 127.0.0.1 -p $port -k $pgdir -c fsync=off -c max_connections=300" start >/dev/null
 xfsdir=$(mktemp -d /tmp/keel-xfs.XXXXXX)
 cleanup() {
-  run_pg "$bin/pg_ctl" -D "$pgdir/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$pgdir"
-  if mountpoint -q "$xfsdir/mnt"; then as_root umount "$xfsdir/mnt" || true; fi
-  rm -rf "$xfsdir"
+  run_pg "$bin/pg_ctl" -D "$pgdir/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$pgdir" || true
+  if mountpoint -q "$xfsdir/mnt"; then
+    as_root_quietly umount "$xfsdir/mnt" || as_root_quietly umount -l "$xfsdir/mnt" || true
+  fi
+  # Never recurse into a file system that is still mounted.
+  mountpoint -q "$xfsdir/mnt" || rm -rf "$xfsdir" || true
 }
 trap cleanup EXIT
 export KEEL_TEST_POSTGRES="postgres://postgres@127.0.0.1:$port/postgres"
 
 # --- a reflink file system: an XFS image on a loop device -------------------
 # The object store clones large files where the file system can; this is
-# where its tests see that happen. Needs root and a loop device.
+# where its tests see that happen. Optional: needs root (or sudo without a
+# password) and a loop device; without them the clone tests check the copy
+# path only.
+mkfs_xfs() { PATH="$PATH:/usr/sbin:/sbin" command -v mkfs.xfs; }
 if [ -z "${KEEL_TEST_REFLINK_DIR:-}" ]; then
   mkdir "$xfsdir/mnt"
-  if truncate -s 512M "$xfsdir/img" && mkfs.xfs -q -m reflink=1 "$xfsdir/img" \
-      && as_root mount -o loop "$xfsdir/img" "$xfsdir/mnt" && as_root chmod 1777 "$xfsdir/mnt"; then
+  [ -n "$(mkfs_xfs)" ] || as_root_quietly env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends xfsprogs >/dev/null 2>&1 || true
+  if [ -n "$(mkfs_xfs)" ] && truncate -s 512M "$xfsdir/img" \
+      && "$(mkfs_xfs)" -q -m reflink=1 "$xfsdir/img" \
+      && as_root_quietly mount -o loop "$xfsdir/img" "$xfsdir/mnt" \
+      && as_root_quietly chmod 1777 "$xfsdir/mnt"; then
     export KEEL_TEST_REFLINK_DIR="$xfsdir/mnt"
     log "reflink tests on XFS at $KEEL_TEST_REFLINK_DIR"
   else

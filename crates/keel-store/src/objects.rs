@@ -70,6 +70,9 @@ pub struct LocalObjects {
     /// Whether unnamed temporary files (`O_TMPFILE`, then `linkat`) work
     /// here; probed on first write.
     unnamed_tmp: OnceLock<bool>,
+    /// Whether large files are cloned into the store (see
+    /// [`LocalObjects::put_clone`]); probed on first use.
+    clones: OnceLock<bool>,
 }
 
 /// An object being written: an unnamed file (`O_TMPFILE`) that a killed
@@ -107,6 +110,7 @@ impl LocalObjects {
             root: root.to_path_buf(),
             tmp: tmp.to_path_buf(),
             unnamed_tmp: OnceLock::new(),
+            clones: OnceLock::new(),
         })
     }
 
@@ -227,7 +231,8 @@ impl LocalObjects {
     /// written from there, so an object's content matches its name even if
     /// `src` is modified meanwhile; such a modification (seen on the open
     /// file afterwards, or a different file at the path) is reported as
-    /// [`StoreError::ChangedDuringAdd`].
+    /// [`StoreError::ChangedDuringAdd`]. A large file on XFS or btrfs is
+    /// cloned instead of copied ([`Self::put_clone`]).
     pub fn put_file(&self, src: &Path, before: &fs::Metadata) -> Result<(ObjectHash, bool)> {
         let mut file = File::open(src).map_err(StoreError::io("reading", src))?;
         let (h, new) = if before.len() <= SMALL_FILE {
@@ -255,19 +260,26 @@ impl LocalObjects {
         Ok((h, new))
     }
 
-    /// Stores a large file as a copy-on-write clone of it (`FICLONE`, on
-    /// XFS, btrfs and other reflink file systems): no bytes are copied and
-    /// no disk space is used until either side is modified. Returns the
-    /// unused `tmp` when the file system cannot clone `src` into the store.
+    /// Stores a large file as a copy-on-write clone of it (`FICLONE`): no
+    /// bytes are copied and no disk space is used until either side is
+    /// modified. Returns `tmp`, empty, when the file is not cloned.
     ///
     /// The clone is a snapshot of `src` when it was made; the hash is then
     /// read from `src` (from the page cache, where the clone's bytes are
     /// not). The two are the same bytes unless `src` was written between
-    /// the clone and the end of the hashing, and every such write sets its
-    /// ctime past `before`'s: the file must have settled ([`SETTLED_NS`],
-    /// as the stat cache's "racy" rule) so that a write in the same clock
-    /// tick as its last change cannot hide. A changed file is refused, so
-    /// an object's bytes always match its name.
+    /// the clone and the end of the hashing, and every such write gives it
+    /// a ctime other than `before`'s: the file must have settled
+    /// ([`SETTLED_NS`], as the stat cache's "racy" rule) so that a write in
+    /// the same clock tick as its last change cannot hide. A changed file
+    /// is refused.
+    ///
+    /// What this relies on, and why only local XFS and btrfs qualify (not
+    /// NFS, CIFS or overlayfs, which can clone too): the clone is made from
+    /// the same data the page cache holds (FICLONE writes the source's
+    /// dirty pages back first), and every write moves ctime. Not covered: a
+    /// file whose earlier write-back failed, with the error already
+    /// reported to its writer; the disk then holds other bytes than the
+    /// cache, the object gets the disk's, and `keel fsck` reports it.
     fn put_clone(
         &self,
         tmp: TmpObject,
@@ -276,7 +288,17 @@ impl LocalObjects {
         before: &fs::Metadata,
     ) -> Result<std::result::Result<(ObjectHash, bool), TmpObject>> {
         let settled = ctime_ns(before).max(mtime_ns(before)) < now_ns() - SETTLED_NS;
-        if !settled || rustix::fs::ioctl_ficlone(&tmp.file, &*src).is_err() {
+        if !settled || !*self.clones.get_or_init(|| clones_on(&self.root)) {
+            return Ok(Err(tmp));
+        }
+        // A clone may fail part way (out of space), and older kernels
+        // report a short whole-file clone as success: check its length.
+        let cloned = rustix::fs::ioctl_ficlone(&tmp.file, &*src).is_ok()
+            && tmp.file.metadata().is_ok_and(|m| m.len() == before.len());
+        if !cloned {
+            tmp.file
+                .set_len(0)
+                .map_err(StoreError::io("writing object", &self.tmp))?;
             return Ok(Err(tmp));
         }
         let mut hasher = blake3::Hasher::new();
@@ -624,6 +646,17 @@ fn reflink(src: &Path, dest: &Path) -> std::io::Result<()> {
         let _ = fs::remove_file(dest);
         std::io::Error::from(e)
     })
+}
+
+/// Whether `add` clones large files into the store at `dir`: on local XFS
+/// and btrfs (see [`LocalObjects::put_clone`] for why only those).
+fn clones_on(dir: &Path) -> bool {
+    const XFS: u32 = 0x5846_5342;
+    const BTRFS: u32 = 0x9123_683e;
+    File::open(dir)
+        .and_then(|d| Ok(rustix::fs::fstatfs(&d)?))
+        // `f_type` is a C long: the magic numbers are its low 32 bits.
+        .is_ok_and(|st| matches!(st.f_type as u32, XFS | BTRFS))
 }
 
 /// A reflink if the file system can, else a copy (which on Linux is
