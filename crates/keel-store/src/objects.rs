@@ -62,6 +62,32 @@ pub enum LinkMode {
     Copy,
 }
 
+/// How [`LocalObjects::put_file`] stored a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// The store had the object already.
+    Existing,
+    /// A new object, a copy of the file.
+    Copied,
+    /// A new object, a copy-on-write clone of the file (no space used).
+    Cloned,
+}
+
+impl Stored {
+    /// Whether the object is new.
+    pub fn is_new(self) -> bool {
+        self != Stored::Existing
+    }
+
+    fn new_as(new: bool, how: Stored) -> Stored {
+        if new {
+            how
+        } else {
+            Stored::Existing
+        }
+    }
+}
+
 /// The local object store of a project.
 #[derive(Debug, Clone)]
 pub struct LocalObjects {
@@ -225,7 +251,7 @@ impl LocalObjects {
     }
 
     /// Stores the file at `src` (whose metadata the caller read as
-    /// `before`); returns its hash and whether the object is new.
+    /// `before`); returns its hash and how it was stored.
     ///
     /// The bytes are read once into keel's own buffers, hashed there and
     /// written from there, so an object's content matches its name even if
@@ -233,15 +259,16 @@ impl LocalObjects {
     /// file afterwards, or a different file at the path) is reported as
     /// [`StoreError::ChangedDuringAdd`]. A large file on XFS or btrfs is
     /// cloned instead of copied ([`Self::put_clone`]).
-    pub fn put_file(&self, src: &Path, before: &fs::Metadata) -> Result<(ObjectHash, bool)> {
+    pub fn put_file(&self, src: &Path, before: &fs::Metadata) -> Result<(ObjectHash, Stored)> {
         let mut file = File::open(src).map_err(StoreError::io("reading", src))?;
-        let (h, new) = if before.len() <= SMALL_FILE {
+        let (h, stored) = if before.len() <= SMALL_FILE {
             // One byte more than expected, so that growth is seen by the
             // size check below. (Not `read_to_end`: it asks the kernel for
             // the size again, two more syscalls per small file.)
             let mut buf = vec![0u8; before.len() as usize + 1];
             let n = read_full(&mut file, &mut buf).map_err(StoreError::io("reading", src))?;
-            self.put_bytes(&buf[..n])?
+            let (h, new) = self.put_bytes(&buf[..n])?;
+            (h, Stored::new_as(new, Stored::Copied))
         } else {
             self.put_stream(&mut file, src, before)?
         };
@@ -257,7 +284,7 @@ impl LocalObjects {
                 path: src.to_path_buf(),
             });
         }
-        Ok((h, new))
+        Ok((h, stored))
     }
 
     /// Stores a large file as a copy-on-write clone of it (`FICLONE`): no
@@ -286,7 +313,7 @@ impl LocalObjects {
         src: &mut File,
         path: &Path,
         before: &fs::Metadata,
-    ) -> Result<std::result::Result<(ObjectHash, bool), TmpObject>> {
+    ) -> Result<std::result::Result<(ObjectHash, Stored), TmpObject>> {
         let settled = ctime_ns(before).max(mtime_ns(before)) < now_ns() - SETTLED_NS;
         if !settled || !*self.clones.get_or_init(|| clones_on(&self.root)) {
             return Ok(Err(tmp));
@@ -330,9 +357,9 @@ impl LocalObjects {
         let h = ObjectHash::from_digest(hasher.finalize());
         if !self.contains_sized(&h, total) {
             self.publish(tmp, &h, total)?;
-            return Ok(Ok((h, true)));
+            return Ok(Ok((h, Stored::Cloned)));
         }
-        Ok(Ok((h, false)))
+        Ok(Ok((h, Stored::Existing)))
     }
 
     /// Copies a large file into a temporary object in one pass: while one
@@ -347,7 +374,7 @@ impl LocalObjects {
         src: &mut File,
         path: &Path,
         before: &fs::Metadata,
-    ) -> Result<(ObjectHash, bool)> {
+    ) -> Result<(ObjectHash, Stored)> {
         let mut tmp = match self.put_clone(self.create_tmp(true)?, src, path, before)? {
             Ok(stored) => return Ok(stored),
             Err(tmp) => tmp,
@@ -378,10 +405,10 @@ impl LocalObjects {
         }
         let h = ObjectHash::from_digest(hasher.finalize());
         if self.contains_sized(&h, total) {
-            return Ok((h, false));
+            return Ok((h, Stored::Existing));
         }
         self.publish(tmp, &h, total)?;
-        Ok((h, true))
+        Ok((h, Stored::Copied))
     }
 
     /// Reads a whole object (manifests, small files).

@@ -156,8 +156,13 @@ pub fn run(global: &Global, command: DataCommand) -> Result<ExitCode> {
                 }
                 if !global.json {
                     let v = &rep.version;
+                    let cloned = if rep.cloned_bytes > 0 {
+                        format!(", {} of it cloned", output::bytes(rep.cloned_bytes))
+                    } else {
+                        String::new()
+                    };
                     println!(
-                        "{} {} {}: {} file(s), {} ({} hashed, {} new object(s), {}); pointer {}.keel",
+                        "{} {} {}: {} file(s), {} ({} hashed, {} new object(s), {}{cloned}); pointer {}.keel",
                         if rep.new_version { "added" } else { "unchanged" },
                         v.path,
                         v.seq,
@@ -175,6 +180,7 @@ pub fn run(global: &Global, command: DataCommand) -> Result<ExitCode> {
                     "hashed_files": rep.hashed_files,
                     "new_objects": rep.new_objects,
                     "new_bytes": rep.new_bytes,
+                    "cloned_bytes": rep.cloned_bytes,
                 }));
             }
             if global.json {

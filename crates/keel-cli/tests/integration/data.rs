@@ -224,3 +224,41 @@ fn push_pull_via_cli_and_missing_remote_object() {
         "{err}"
     );
 }
+
+/// `keel data add` says how much it stored as copy-on-write clones: on
+/// XFS or btrfs (`KEEL_TEST_REFLINK_DIR`, see scripts/test.sh) a large file
+/// that has settled is cloned, elsewhere copied. Either way a later edit of
+/// the workspace file leaves the version's bytes intact.
+#[test]
+fn add_reports_cloned_bytes_and_the_version_survives_edits() {
+    let reflink = std::env::var_os("KEEL_TEST_REFLINK_DIR");
+    let env = match &reflink {
+        Some(d) => Env::in_dir(std::path::Path::new(d)),
+        None => Env::new(),
+    };
+    env.ok(&["init"]);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let big: Vec<u8> = (0..(8 << 20)).map(|_| rng.random()).collect();
+    env.write("data/big.bin", &big);
+    env.write("data/small.txt", b"small\n");
+    let original = sha256_tree(&env.path("data"));
+    std::thread::sleep(Duration::from_millis(1100));
+    let rep = env.json(&["data", "add", "data"]);
+    let rep = &rep[0];
+    assert_eq!(rep["new_objects"], 3, "{rep}"); // two files and the manifest
+    assert_eq!(rep["new_bytes"], (8 << 20) + 6, "{rep}");
+    let cloned = if reflink.is_some() { 8 << 20 } else { 0 };
+    assert_eq!(rep["cloned_bytes"], cloned, "{rep}");
+
+    // Rewritten in place: the store's copy must not change with it.
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(env.path("data/big.bin"))
+        .unwrap();
+    f.write_all(b"edited in place").unwrap();
+    drop(f);
+    let fsck = env.json(&["fsck"]);
+    assert_eq!(fsck["ok"], true, "{fsck}");
+    env.ok(&["data", "checkout", "data@1", "--force"]);
+    assert_eq!(sha256_tree(&env.path("data")), original);
+}

@@ -14,6 +14,13 @@ impl Env {
         }
     }
 
+    /// A project directory under `base` (another file system, say).
+    pub fn in_dir(base: &Path) -> Env {
+        Env {
+            dir: tempfile::tempdir_in(base).unwrap(),
+        }
+    }
+
     pub fn root(&self) -> &Path {
         self.dir.path()
     }

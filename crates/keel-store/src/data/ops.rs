@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use super::tree::{self, is_exec, load_tree, Entry, Kind, Pointer, StatCache};
 use super::versions::{self, DatasetVersion, NewVersion};
 use crate::error::{Result, StoreError};
-use crate::objects::LinkMode;
+use crate::objects::{LinkMode, Stored};
 use crate::Store;
 
 /// A dataset and, optionally, one of its versions: `PATH` or
@@ -41,6 +41,9 @@ pub struct AddReport {
     pub new_objects: u64,
     /// Bytes of the new objects.
     pub new_bytes: u64,
+    /// Of `new_bytes`, those stored as copy-on-write clones of the files
+    /// (no space used; see `LocalObjects::put_clone`).
+    pub cloned_bytes: u64,
     /// Paths skipped, with why.
     pub skipped: Vec<(String, &'static str)>,
 }
@@ -276,6 +279,7 @@ pub async fn add_with(
     let hashed = AtomicU64::new(0);
     let new_objects = AtomicU64::new(0);
     let new_bytes = AtomicU64::new(0);
+    let cloned_bytes = AtomicU64::new(0);
     let hashes: Vec<Result<ObjectHash>> = scan
         .files
         .par_iter()
@@ -285,11 +289,14 @@ pub async fn add_with(
                 progress.advance(size);
                 return Ok(h);
             }
-            let (h, new) = objects.put_file(&f.abs, &f.meta)?;
+            let (h, stored) = objects.put_file(&f.abs, &f.meta)?;
             hashed.fetch_add(1, Ordering::Relaxed);
-            if new {
+            if stored.is_new() {
                 new_objects.fetch_add(1, Ordering::Relaxed);
                 new_bytes.fetch_add(size, Ordering::Relaxed);
+            }
+            if stored == Stored::Cloned {
+                cloned_bytes.fetch_add(size, Ordering::Relaxed);
             }
             progress.advance(size);
             Ok(h)
@@ -349,6 +356,7 @@ pub async fn add_with(
         hashed_files: hashed.into_inner(),
         new_objects: new_objects.into_inner(),
         new_bytes: new_bytes.into_inner(),
+        cloned_bytes: cloned_bytes.into_inner(),
         skipped: scan.skipped,
     })
 }

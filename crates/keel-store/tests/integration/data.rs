@@ -5,7 +5,7 @@ use std::process::Command;
 
 use keel_core::{DatasetPath, NoProgress};
 use keel_store::data::{self, CheckoutOptions, DataChange, FsckProblem, VersionRef};
-use keel_store::objects::{LinkMode, RemoteObjects};
+use keel_store::objects::{LinkMode, RemoteObjects, Stored};
 use keel_store::{Overrides, Project, Store, StoreError};
 
 use crate::backends::{backends, project};
@@ -571,13 +571,14 @@ fn large_objects_with_a_partial_last_block_are_exact() {
     let src = tmp.path().join("big.bin");
     fs::write(&src, &bytes).unwrap();
     let meta = fs::metadata(&src).unwrap();
-    let (h, new) = objects.put_file(&src, &meta).unwrap();
-    assert!(new);
+    let (h, stored) = objects.put_file(&src, &meta).unwrap();
+    assert_eq!(stored, Stored::Copied);
     assert_eq!(h, keel_core::ObjectHash::of_bytes(&bytes));
     assert_eq!(objects.read(&h).unwrap(), bytes);
     assert_eq!(objects.verify(&h).unwrap(), None);
     // Stored once: the second put finds it.
-    assert!(!objects.put_file(&src, &meta).unwrap().1);
+    let again = objects.put_file(&src, &meta).unwrap();
+    assert_eq!(again, (h, Stored::Existing));
     assert_eq!(objects.tmp_count(), 0);
 }
 
@@ -638,25 +639,22 @@ fn settled_large_files_are_cloned_where_the_file_system_can() {
     // Written last, so that it is still under a second old when stored.
     fs::write(&fresh_p, &fresh).unwrap();
 
-    let put = |p: &Path, bytes: &[u8]| -> bool {
-        let (h, new) = objects.put_file(p, &fs::metadata(p).unwrap()).unwrap();
-        assert!(new);
+    // How the file was stored, and whether its object shares blocks.
+    let put = |p: &Path, bytes: &[u8]| -> (Stored, bool) {
+        let (h, stored) = objects.put_file(p, &fs::metadata(p).unwrap()).unwrap();
         assert_eq!(h, keel_core::ObjectHash::of_bytes(bytes));
         assert_eq!(objects.read(&h).unwrap(), bytes);
         assert_eq!(objects.verify(&h).unwrap(), None);
-        shares_blocks(&objects.path_of(&h))
+        (stored, shares_blocks(&objects.path_of(&h)))
     };
-    let fresh_cloned = put(&fresh_p, &fresh);
-    let settled_cloned = put(&settled_p, &settled);
-    assert!(
-        !fresh_cloned,
-        "a file changed within the last second is copied"
-    );
-    assert_eq!(
-        settled_cloned,
-        reflink.is_some(),
-        "a settled file is cloned where it can be"
-    );
+    // A file changed within the last second is copied.
+    assert_eq!(put(&fresh_p, &fresh), (Stored::Copied, false));
+    let settled_as = if reflink.is_some() {
+        (Stored::Cloned, true)
+    } else {
+        (Stored::Copied, false)
+    };
+    assert_eq!(put(&settled_p, &settled), settled_as);
     // The object is the clone, not the file: editing the file later leaves it.
     let h = keel_core::ObjectHash::of_bytes(&settled);
     fs::write(&settled_p, b"edited").unwrap();
