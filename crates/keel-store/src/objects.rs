@@ -6,8 +6,8 @@
 //! to their name when complete, so a killed writer never leaves a
 //! half-written object under a valid name, nor any file at all. Where the
 //! file system has no `O_TMPFILE`, a named file in `tmp/` is renamed into
-//! place instead. Where the file system has reflinks, a large file's
-//! object is a copy-on-write clone of it instead of a copy.
+//! place instead. On local XFS and btrfs, a large file's object is a
+//! copy-on-write clone of it instead of a copy.
 //!
 //! Remotes (`keel data push/pull`) go through the `object_store` crate: a
 //! directory (its `LocalFileSystem`) or `s3://bucket/prefix` (its
