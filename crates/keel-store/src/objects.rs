@@ -272,18 +272,7 @@ impl LocalObjects {
         } else {
             self.put_stream(&mut file, src, before)?
         };
-        let after = file
-            .metadata()
-            .map_err(StoreError::io("reading metadata of", src))?;
-        if after.len() != before.len()
-            || after.mtime_nsec() != before.mtime_nsec()
-            || after.mtime() != before.mtime()
-            || after.ino() != before.ino()
-        {
-            return Err(StoreError::ChangedDuringAdd {
-                path: src.to_path_buf(),
-            });
-        }
+        check_unchanged(&file, src, before, false)?;
         Ok((h, stored))
     }
 
@@ -329,31 +318,17 @@ impl LocalObjects {
             return Ok(Err(tmp));
         }
         let mut hasher = blake3::Hasher::new();
-        let mut cur = vec![0u8; CHUNK];
-        let mut next = vec![0u8; CHUNK];
-        let mut n = read_full(src, &mut cur).map_err(StoreError::io("reading", path))?;
-        let mut total = 0u64;
-        while n > 0 {
-            let bytes = &cur[..n];
-            let (read, _) =
-                rayon::join(|| read_full(src, &mut next), || hasher.update_rayon(bytes));
-            total += n as u64;
-            n = read.map_err(StoreError::io("reading", path))?;
-            std::mem::swap(&mut cur, &mut next);
-        }
-        let after = src
-            .metadata()
-            .map_err(StoreError::io("reading metadata of", path))?;
-        if total != before.len()
-            || after.len() != before.len()
-            || mtime_ns(&after) != mtime_ns(before)
-            || ctime_ns(&after) != ctime_ns(before)
-            || after.ino() != before.ino()
-        {
+        let (mut cur, mut next) = (vec![0u8; CHUNK], vec![0u8; CHUNK]);
+        let total = pipe_chunks(src, path, &mut cur, &mut next, |bytes| {
+            hasher.update_rayon(bytes);
+            Ok(())
+        })?;
+        if total != before.len() {
             return Err(StoreError::ChangedDuringAdd {
                 path: path.to_path_buf(),
             });
         }
+        check_unchanged(src, path, before, true)?;
         let h = ObjectHash::from_digest(hasher.finalize());
         if !self.contains_sized(&h, total) {
             self.publish(tmp, &h, total)?;
@@ -380,29 +355,13 @@ impl LocalObjects {
             Err(tmp) => tmp,
         };
         let mut hasher = blake3::Hasher::new();
-        let mut cur = AlignedBuf::new(CHUNK);
-        let mut next = AlignedBuf::new(CHUNK);
-        let mut n = read_full(src, cur.as_mut()).map_err(StoreError::io("reading", path))?;
-        let mut total = 0u64;
-        while n > 0 {
-            let out = &mut tmp;
-            let bytes = &cur.as_ref()[..n];
-            let (read, (_, written)) = rayon::join(
-                || read_full(src, next.as_mut()),
-                || {
-                    rayon::join(
-                        || {
-                            hasher.update(bytes);
-                        },
-                        || out.write(bytes),
-                    )
-                },
-            );
-            written.map_err(StoreError::io("writing object", &self.tmp))?;
-            total += n as u64;
-            n = read.map_err(StoreError::io("reading", path))?;
-            std::mem::swap(&mut cur, &mut next);
-        }
+        let (mut cur, mut next) = (AlignedBuf::new(CHUNK), AlignedBuf::new(CHUNK));
+        let out = &mut tmp;
+        let tmp_dir = &self.tmp;
+        let total = pipe_chunks(src, path, cur.as_mut(), next.as_mut(), |bytes| {
+            let (_, written) = rayon::join(|| hasher.update(bytes), || out.write(bytes));
+            written.map_err(StoreError::io("writing object", tmp_dir))
+        })?;
         let h = ObjectHash::from_digest(hasher.finalize());
         if self.contains_sized(&h, total) {
             return Ok((h, Stored::Existing));
@@ -533,6 +492,47 @@ impl LocalObjects {
     }
 }
 
+/// Reads `src` to its end through two buffers, handing each filled one to
+/// `consume` while the next is read; returns the number of bytes read.
+fn pipe_chunks<'b>(
+    src: &mut File,
+    path: &Path,
+    mut cur: &'b mut [u8],
+    mut next: &'b mut [u8],
+    mut consume: impl FnMut(&[u8]) -> Result<()> + Send,
+) -> Result<u64> {
+    let mut n = read_full(src, cur).map_err(StoreError::io("reading", path))?;
+    let mut total = 0u64;
+    while n > 0 {
+        let bytes = &cur[..n];
+        let (read, used) = rayon::join(|| read_full(src, next), || consume(bytes));
+        used?;
+        total += n as u64;
+        n = read.map_err(StoreError::io("reading", path))?;
+        std::mem::swap(&mut cur, &mut next);
+    }
+    Ok(total)
+}
+
+/// Refuses `file` (opened at `path`) unless it still has the size, mtime
+/// and inode it was scanned with as `before`; with `ctime`, its status
+/// change time too (see [`LocalObjects::put_clone`] for why that matters).
+fn check_unchanged(file: &File, path: &Path, before: &fs::Metadata, ctime: bool) -> Result<()> {
+    let after = file
+        .metadata()
+        .map_err(StoreError::io("reading metadata of", path))?;
+    if after.len() != before.len()
+        || mtime_ns(&after) != mtime_ns(before)
+        || after.ino() != before.ino()
+        || (ctime && ctime_ns(&after) != ctime_ns(before))
+    {
+        return Err(StoreError::ChangedDuringAdd {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
 /// Reads until `buf` is full or the file ends; returns the bytes read.
 fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
@@ -603,10 +603,6 @@ impl AlignedBuf {
         let raw = vec![0u8; len + DIRECT_ALIGN];
         let start = raw.as_ptr().align_offset(DIRECT_ALIGN);
         AlignedBuf { raw, start, len }
-    }
-
-    fn as_ref(&self) -> &[u8] {
-        &self.raw[self.start..self.start + self.len]
     }
 
     fn as_mut(&mut self) -> &mut [u8] {
