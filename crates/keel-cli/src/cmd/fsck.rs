@@ -36,6 +36,9 @@ pub fn run(global: &Global, args: FsckArgs) -> Result<ExitCode> {
                 FsckProblem::BadManifest { version, message } => {
                     json!({"kind": "bad_manifest", "version": version, "message": message})
                 }
+                FsckProblem::BadPackIndex { path, message } => {
+                    json!({"kind": "bad_pack_index", "path": path, "message": message})
+                }
             })
             .collect();
         super::print_json(&json!({
@@ -73,6 +76,9 @@ pub fn run(global: &Global, args: FsckArgs) -> Result<ExitCode> {
                 }
                 FsckProblem::BadManifest { version, message } => {
                     println!("BAD      manifest of {version}: {message}");
+                }
+                FsckProblem::BadPackIndex { path, message } => {
+                    println!("BAD      pack index {}: {message}", path.display());
                 }
             }
         }

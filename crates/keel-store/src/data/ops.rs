@@ -141,6 +141,14 @@ pub enum FsckProblem {
         /// Why.
         message: String,
     },
+    /// A pack's index cannot be read: the objects it names are missing
+    /// (and reported as such) until it is restored.
+    BadPackIndex {
+        /// The index file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
 }
 
 /// What `fsck` checked and found.
@@ -276,6 +284,8 @@ pub async fn add_with(
 
     let total: u64 = scan.files.iter().map(|f| f.meta.len()).sum();
     progress.begin(&format!("adding {dataset}"), Some(total), Unit::Bytes);
+    // Many new small files go into one pack (see `objects::pack`).
+    let pack = objects.pack_writer();
     let hashed = AtomicU64::new(0);
     let new_objects = AtomicU64::new(0);
     let new_bytes = AtomicU64::new(0);
@@ -289,7 +299,7 @@ pub async fn add_with(
                 progress.advance(size);
                 return Ok(h);
             }
-            let (h, stored) = objects.put_file(&f.abs, &f.meta)?;
+            let (h, stored) = pack.put_file(&f.abs, &f.meta)?;
             hashed.fetch_add(1, Ordering::Relaxed);
             if stored.is_new() {
                 new_objects.fetch_add(1, Ordering::Relaxed);
@@ -303,10 +313,11 @@ pub async fn add_with(
         })
         .collect();
     progress.end();
+    let hashes: Vec<ObjectHash> = hashes.into_iter().collect::<Result<_>>()?;
+    pack.finish()?;
 
     let mut entries = Vec::with_capacity(scan.files.len());
     for (f, h) in scan.files.iter().zip(hashes) {
-        let h = h?;
         cache.insert(f, h);
         entries.push(Entry {
             path: f.rel.clone(),
@@ -899,6 +910,11 @@ pub async fn fsck(store: &Store, repair: bool, progress: &dyn Progress) -> Resul
         }
     }
     let listed = objects.list()?;
+    for (path, message) in objects.bad_pack_indexes() {
+        report
+            .problems
+            .push(FsckProblem::BadPackIndex { path, message });
+    }
     report.objects = listed.len() as u64;
     report.bytes = listed.iter().map(|(_, s)| s).sum();
     progress.begin("verifying objects", Some(report.bytes), Unit::Bytes);
@@ -919,8 +935,8 @@ pub async fn fsck(store: &Store, repair: bool, progress: &dyn Progress) -> Resul
     let present: HashSet<ObjectHash> = listed.iter().map(|(h, _)| *h).collect();
     for (hash, actual) in corrupt {
         if repair {
-            objects.quarantine(&hash, &store.project.keel_dir().join("quarantine"))?;
-            report.quarantined += 1;
+            let moved = objects.quarantine(&hash, &store.project.keel_dir().join("quarantine"))?;
+            report.quarantined += moved.len() as u64;
         }
         report.problems.push(FsckProblem::Corrupt {
             hash,

@@ -3,7 +3,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use keel_core::{DatasetPath, NoProgress};
+use keel_core::{DatasetPath, NoProgress, ObjectHash};
 use keel_store::data::{self, CheckoutOptions, DataChange, FsckProblem, VersionRef};
 use keel_store::objects::{LinkMode, RemoteObjects, Stored};
 use keel_store::{Overrides, Project, Store, StoreError};
@@ -664,4 +664,211 @@ fn settled_large_files_are_cloned_where_the_file_system_can() {
     assert!(matches!(err, StoreError::ChangedDuringAdd { .. }), "{err}");
     assert!(!objects.contains(&keel_core::ObjectHash::of_bytes(&other)) || reflink.is_none());
     assert_eq!(objects.tmp_count(), 0);
+}
+
+fn pack_files(objects_dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(objects_dir.join("pack"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Flips one byte of a read-only store file.
+fn flip_byte(path: &Path, at: u64) {
+    use std::os::unix::fs::{FileExt, PermissionsExt};
+    fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, at).unwrap();
+    f.write_all_at(&[b[0] ^ 0xff], at).unwrap();
+}
+
+/// A large add of small files packs them: one pack and its index instead
+/// of a file per object, readable, deduplicated, checked out exactly,
+/// pushed, verified by fsck (corruption in the pack or its index is
+/// found and repaired), and seen by another handle on the same store.
+#[tokio::test]
+async fn small_files_of_a_large_add_are_packed() {
+    for backend in backends() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let store = project(backend, root).await;
+        let objects_dir = root.join(".keel/objects");
+        // A second handle that has read the (empty) packs before the add,
+        // as a long-running server would have.
+        let other = store.project.objects(&Overrides::default()).unwrap();
+        let already_loose = b"stored loose before".to_vec();
+        let (loose_hash, _) = store.objects.put_bytes(&already_loose).unwrap();
+        assert!(!other.contains(&ObjectHash::of_bytes(b"0,0\n")));
+
+        let n = 300;
+        for i in 0..n {
+            write(
+                root,
+                &format!("d/{:02}/{i}.csv", i % 7),
+                format!("{i},{}\n", i * i).as_bytes(),
+            );
+        }
+        write(root, "d/dup-a.csv", b"same bytes");
+        write(root, "d/dup-b.csv", b"same bytes");
+        write(root, "d/loose.csv", &already_loose);
+        write(root, "d/empty.csv", b"");
+        let big: Vec<u8> = (0..(2u32 << 20)).map(|i| (i % 251) as u8).collect();
+        write(root, "d/big.bin", &big);
+        let original = sha256_tree(&root.join("d"));
+        let report = data::add(&store, &ds("d"), None, &NoProgress)
+            .await
+            .unwrap();
+        // 300 files, one duplicate pair, the empty file, the big file and
+        // the manifest are new; the loose one is not stored twice.
+        assert_eq!(report.new_objects, n + 1 + 1 + 1 + 1);
+        let packs = pack_files(&objects_dir);
+        assert_eq!(packs.len(), 2, "{packs:?}");
+        let pack = objects_dir.join("pack").join(&packs[1]);
+        assert!(packs[0].ends_with(".idx") && packs[1].ends_with(".pack"));
+        // The pack holds each small object once, after its 8-byte magic.
+        let small_bytes: u64 = (0..n)
+            .map(|i| format!("{i},{}\n", i * i).len() as u64)
+            .sum();
+        assert_eq!(
+            fs::metadata(&pack).unwrap().len(),
+            8 + small_bytes + b"same bytes".len() as u64
+        );
+        let h7 = ObjectHash::of_bytes(b"7,49\n");
+        assert!(!store.objects.path_of(&h7).exists(), "packed, not loose");
+        assert!(store.objects.path_of(&ObjectHash::of_bytes(&big)).exists());
+        assert!(store.objects.path_of(&loose_hash).exists());
+        assert_eq!(store.objects.read(&h7).unwrap(), b"7,49\n");
+        assert!(store.objects.contains_sized(&h7, 5) && !store.objects.contains_sized(&h7, 4));
+        // Another handle finds objects packed after it read the packs.
+        assert_eq!(other.read(&h7).unwrap(), b"7,49\n");
+        let listed = store.objects.list().unwrap();
+        assert_eq!(listed.len() as u64, n + 1 + 1 + 1 + 1 + 1, "{listed:?}");
+        assert!(listed.contains(&(h7, 5)));
+
+        // Nothing new: no new pack. A few new files: loose, not a pack.
+        data::add(&store, &ds("d"), None, &NoProgress)
+            .await
+            .unwrap();
+        assert_eq!(pack_files(&objects_dir).len(), 2);
+        write(root, "d/00/new.csv", b"a new file");
+        data::add(&store, &ds("d"), None, &NoProgress)
+            .await
+            .unwrap();
+        assert_eq!(
+            pack_files(&objects_dir).len(),
+            2,
+            "{:?}",
+            pack_files(&objects_dir)
+        );
+        assert!(store
+            .objects
+            .path_of(&ObjectHash::of_bytes(b"a new file"))
+            .exists());
+
+        // Checkout of v1 in every mode: the exact bytes; packed objects
+        // are copies (writable), whatever the mode.
+        for link in [LinkMode::Auto, LinkMode::Copy, LinkMode::Hardlink] {
+            fs::remove_dir_all(root.join("d")).unwrap();
+            let options = CheckoutOptions { link, force: false };
+            data::checkout(&store, &at("d", "1"), options, &NoProgress)
+                .await
+                .unwrap();
+            assert_eq!(sha256_tree(&root.join("d")), original, "{link:?}");
+            let m = fs::metadata(root.join("d/03/10.csv")).unwrap();
+            assert!(!m.permissions().readonly(), "{link:?}");
+        }
+
+        // Push sends packed objects as objects.
+        let remote = RemoteObjects::open(root.join("remote").to_str().unwrap()).unwrap();
+        data::push(&store, &remote, &[], true, &NoProgress)
+            .await
+            .unwrap();
+        let on_remote = remote.list().await.unwrap();
+        assert!(on_remote.contains(&h7) && on_remote.contains(&loose_hash));
+
+        // A flipped byte in the pack: fsck names the object and its file;
+        // repair drops it from the index, and a re-add stores it again.
+        assert!(data::fsck(&store, false, &NoProgress)
+            .await
+            .unwrap()
+            .problems
+            .is_empty());
+        let pack_bytes = fs::read(&pack).unwrap();
+        let at_byte = pack_bytes.windows(5).position(|w| w == b"7,49\n").unwrap() as u64;
+        flip_byte(&pack, at_byte);
+        let report = data::fsck(&store, false, &NoProgress).await.unwrap();
+        match report.problems.as_slice() {
+            [FsckProblem::Corrupt { hash, used_by, .. }] => {
+                assert_eq!(*hash, h7);
+                assert!(
+                    used_by.contains(&"d@v1:00/7.csv".to_string()),
+                    "{used_by:?}"
+                );
+            }
+            other => panic!("expected one corrupt object, got {other:?}"),
+        }
+        let repaired = data::fsck(&store, true, &NoProgress).await.unwrap();
+        assert_eq!(repaired.quarantined, 1);
+        assert!(root.join(format!(".keel/quarantine/{h7}.packed")).exists());
+        assert!(!store.objects.contains(&h7));
+        let report = data::fsck(&store, false, &NoProgress).await.unwrap();
+        assert!(
+            matches!(report.problems.as_slice(), [FsckProblem::Missing { hash, .. }] if *hash == h7)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        write(root, "d/00/7.csv", b"7,49\n");
+        data::add(&store, &ds("d"), None, &NoProgress)
+            .await
+            .unwrap();
+        assert!(data::fsck(&store, false, &NoProgress)
+            .await
+            .unwrap()
+            .problems
+            .is_empty());
+
+        // A damaged index: fsck says which, and its objects are missing.
+        let idx = objects_dir.join("pack").join(&packs[0]);
+        flip_byte(&idx, 20);
+        let report = data::fsck(&store, false, &NoProgress).await.unwrap();
+        assert!(
+            matches!(report.problems.first(), Some(FsckProblem::BadPackIndex { path, message })
+                if *path == idx && message.contains("checksum")),
+            "{:?}",
+            report.problems
+        );
+        assert!(report.problems.iter().any(|p| matches!(p, FsckProblem::Missing { hash, .. } if *hash == ObjectHash::of_bytes(b"0,0\n"))));
+
+        // A pack whose writer was killed before naming its index is a
+        // leftover, counted and cleaned; a writer dropped before `finish`
+        // leaves nothing at all.
+        let orphan = objects_dir.join("pack/0rphan.pack");
+        fs::copy(&pack, &orphan).unwrap();
+        assert_eq!(store.objects.tmp_count(), 1);
+        let writer = store.objects.pack_writer();
+        for i in 0..400 {
+            let p = root.join(format!("d/unfinished-{i}.csv"));
+            fs::write(&p, format!("unfinished {i}")).unwrap();
+            writer.put_file(&p, &fs::metadata(&p).unwrap()).unwrap();
+        }
+        drop(writer);
+        assert_eq!(store.objects.tmp_count(), 1);
+        assert!(!store
+            .objects
+            .contains(&ObjectHash::of_bytes(b"unfinished 1")));
+        assert_eq!(
+            store.objects.clean_tmp(std::time::Duration::ZERO).unwrap(),
+            1
+        );
+        assert!(!orphan.exists() && pack.exists());
+    }
 }

@@ -7,7 +7,9 @@
 //! half-written object under a valid name, nor any file at all. Where the
 //! file system has no `O_TMPFILE`, a named file in `tmp/` is renamed into
 //! place instead. On local XFS and btrfs, a large file's object is a
-//! copy-on-write clone of it instead of a copy.
+//! copy-on-write clone of it instead of a copy. A large `data add` puts
+//! its small files into a pack instead ([`pack`]); readers look in the
+//! packs first (an in-memory index), then for a loose file.
 //!
 //! Remotes (`keel data push/pull`) go through the `object_store` crate: a
 //! directory (its `LocalFileSystem`) or `s3://bucket/prefix` (its
@@ -20,7 +22,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, SystemTime};
 
 use futures::{StreamExt, TryStreamExt};
@@ -30,6 +32,11 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
 use crate::data::tree::{ctime_ns, mtime_ns, now_ns};
 use crate::error::{Result, StoreError};
+
+mod pack;
+
+pub use pack::PackWriter;
+use pack::{Loc, PackSet};
 
 /// Files up to this size are read into memory, hashed and written in one
 /// pass; larger ones are streamed through [`CHUNK`]-sized buffers.
@@ -99,6 +106,15 @@ pub struct LocalObjects {
     /// Whether large files are cloned into the store (see
     /// [`LocalObjects::put_clone`]); probed on first use.
     clones: OnceLock<bool>,
+    /// The packs, read on first use and again when one is missing an
+    /// object another process may have packed since; shared by clones.
+    packs: Arc<RwLock<Option<Arc<PackSet>>>>,
+}
+
+/// Where an object's bytes are.
+enum Found {
+    Packed(Arc<PackSet>, Loc),
+    Loose,
 }
 
 /// An object being written: an unnamed file (`O_TMPFILE`) that a killed
@@ -137,25 +153,103 @@ impl LocalObjects {
             tmp: tmp.to_path_buf(),
             unnamed_tmp: OnceLock::new(),
             clones: OnceLock::new(),
+            packs: Arc::default(),
         })
     }
 
-    /// Where the object named `h` lives.
+    /// Where the loose object named `h` lives (packed objects have no
+    /// path of their own; only `data add` packs objects).
     pub fn path_of(&self, h: &ObjectHash) -> PathBuf {
         let hex = h.to_hex();
         self.root.join(&hex[..2]).join(&hex[2..])
     }
 
+    fn pack_dir(&self) -> PathBuf {
+        self.root.join("pack")
+    }
+
+    /// The packs as last read (read now if never).
+    fn packs(&self) -> Arc<PackSet> {
+        if let Some(set) = &*self.packs.read().unwrap_or_else(|e| e.into_inner()) {
+            return set.clone();
+        }
+        self.reload_packs()
+    }
+
+    /// Reads the packs again (after this process or another wrote one).
+    fn reload_packs(&self) -> Arc<PackSet> {
+        let set = Arc::new(PackSet::load(&self.pack_dir()));
+        *self.packs.write().unwrap_or_else(|e| e.into_inner()) = Some(set.clone());
+        set
+    }
+
+    /// Where object `h` is: in a pack (an in-memory lookup) or loose. Only
+    /// when it is in neither are the packs listed again, for one packed
+    /// since they were read.
+    fn locate(&self, h: &ObjectHash) -> Option<Found> {
+        let set = self.packs();
+        if let Some(loc) = set.get(h) {
+            return Some(Found::Packed(set, loc));
+        }
+        if self.path_of(h).is_file() {
+            return Some(Found::Loose);
+        }
+        if set.is_stale(&self.pack_dir()) {
+            let set = self.reload_packs();
+            if let Some(loc) = set.get(h) {
+                return Some(Found::Packed(set, loc));
+            }
+        }
+        None
+    }
+
     /// Whether the store has object `h` (by name; `verify` checks bytes).
     pub fn contains(&self, h: &ObjectHash) -> bool {
-        self.path_of(h).is_file()
+        self.locate(h).is_some()
     }
 
     /// Whether the store has object `h` with the expected size. Used for
     /// deduplication: an object torn by a power loss (renamed, but its
     /// blocks never flushed) is rewritten instead of trusted.
     pub fn contains_sized(&self, h: &ObjectHash, size: u64) -> bool {
+        match self.locate(h) {
+            Some(Found::Packed(_, loc)) => loc.len == size || self.has_loose(h, size),
+            Some(Found::Loose) => self.has_loose(h, size),
+            None => false,
+        }
+    }
+
+    /// Whether object `h` is stored loose with the expected size: what
+    /// loose writers deduplicate against (see [`pack`] for why).
+    fn has_loose(&self, h: &ObjectHash, size: u64) -> bool {
         fs::metadata(self.path_of(h)).is_ok_and(|m| m.is_file() && m.len() == size)
+    }
+
+    /// A writer that packs the small files of one add ([`PackWriter`]).
+    pub fn pack_writer(&self) -> PackWriter<'_> {
+        PackWriter::new(self, self.packs())
+    }
+
+    /// Writes `bytes` to a temporary file and renames it to `dest`,
+    /// replacing what is there.
+    fn install(&self, bytes: &[u8], dest: &Path) -> Result<()> {
+        let path = self.tmp_path();
+        let mut tmp = TmpObject {
+            file: create_readonly(&path)?,
+            path: Some(path),
+            direct: false,
+        };
+        tmp.file
+            .write_all(bytes)
+            .map_err(StoreError::io("writing", &self.tmp))?;
+        // A failed write leaves the temporary file to `TmpObject::drop`.
+        tmp.name_as(dest).map_err(StoreError::io("writing", dest))
+    }
+
+    /// Pack indexes that cannot be read, with why: their objects are
+    /// missing until the index is restored (`fsck` reports them).
+    pub fn bad_pack_indexes(&self) -> Vec<(PathBuf, String)> {
+        self.reload_packs().bad().to_vec()
     }
 
     fn tmp_path(&self) -> PathBuf {
@@ -218,7 +312,7 @@ impl LocalObjects {
             None => match link_unnamed(&tmp.file, &dest) {
                 Ok(()) => return Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    if self.contains_sized(h, size) {
+                    if self.has_loose(h, size) {
                         return Ok(());
                     }
                     // A torn object of an earlier power loss is in the
@@ -239,7 +333,7 @@ impl LocalObjects {
     /// Stores `bytes`; returns their hash and whether the object is new.
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<(ObjectHash, bool)> {
         let h = ObjectHash::of_bytes(bytes);
-        if self.contains_sized(&h, bytes.len() as u64) {
+        if self.has_loose(&h, bytes.len() as u64) {
             return Ok((h, false));
         }
         let mut tmp = self.create_tmp(false)?;
@@ -260,20 +354,14 @@ impl LocalObjects {
     /// [`StoreError::ChangedDuringAdd`]. A large file on XFS or btrfs is
     /// cloned instead of copied ([`Self::put_clone`]).
     pub fn put_file(&self, src: &Path, before: &fs::Metadata) -> Result<(ObjectHash, Stored)> {
+        if before.len() <= SMALL_FILE {
+            let (h, new) = self.put_bytes(&read_small(src, before)?)?;
+            return Ok((h, Stored::new_as(new, Stored::Copied)));
+        }
         let mut file = File::open(src).map_err(StoreError::io("reading", src))?;
-        let (h, stored) = if before.len() <= SMALL_FILE {
-            // One byte more than expected, so that growth is seen by the
-            // size check below. (Not `read_to_end`: it asks the kernel for
-            // the size again, two more syscalls per small file.)
-            let mut buf = vec![0u8; before.len() as usize + 1];
-            let n = read_full(&mut file, &mut buf).map_err(StoreError::io("reading", src))?;
-            let (h, new) = self.put_bytes(&buf[..n])?;
-            (h, Stored::new_as(new, Stored::Copied))
-        } else {
-            self.put_stream(&mut file, src, before)?
-        };
+        let stored = self.put_stream(&mut file, src, before)?;
         check_unchanged(&file, src, before, false)?;
-        Ok((h, stored))
+        Ok(stored)
     }
 
     /// Stores a large file as a copy-on-write clone of it (`FICLONE`): no
@@ -330,7 +418,7 @@ impl LocalObjects {
         }
         check_unchanged(src, path, before, true)?;
         let h = ObjectHash::from_digest(hasher.finalize());
-        if !self.contains_sized(&h, total) {
+        if !self.has_loose(&h, total) {
             self.publish(tmp, &h, total)?;
             return Ok(Ok((h, Stored::Cloned)));
         }
@@ -363,7 +451,7 @@ impl LocalObjects {
             written.map_err(StoreError::io("writing object", tmp_dir))
         })?;
         let h = ObjectHash::from_digest(hasher.finalize());
-        if self.contains_sized(&h, total) {
+        if self.has_loose(&h, total) {
             return Ok((h, Stored::Existing));
         }
         self.publish(tmp, &h, total)?;
@@ -372,14 +460,31 @@ impl LocalObjects {
 
     /// Reads a whole object (manifests, small files).
     pub fn read(&self, h: &ObjectHash) -> Result<Vec<u8>> {
-        let p = self.path_of(h);
-        fs::read(&p).map_err(StoreError::io("reading object", &p))
+        match self.locate(h) {
+            Some(Found::Packed(set, loc)) => set.read(loc),
+            _ => {
+                let p = self.path_of(h);
+                fs::read(&p).map_err(StoreError::io("reading object", &p))
+            }
+        }
     }
 
-    /// Re-hashes object `h`; `Some(actual)` if its bytes no longer match.
+    /// Re-hashes object `h`, each copy of it (packed and loose) if it has
+    /// two; `Some(actual)` if the bytes of one no longer match.
     pub fn verify(&self, h: &ObjectHash) -> Result<Option<ObjectHash>> {
-        let actual = hash_file(&self.path_of(h))?;
-        Ok((actual != *h).then_some(actual))
+        let packed = self.packs().get(h);
+        if let Some(loc) = packed {
+            let actual = ObjectHash::of_bytes(&self.packs().read(loc)?);
+            if actual != *h {
+                return Ok(Some(actual));
+            }
+        }
+        let p = self.path_of(h);
+        if packed.is_none() || p.is_file() {
+            let actual = hash_file(&p)?;
+            return Ok((actual != *h).then_some(actual));
+        }
+        Ok(None)
     }
 
     /// Puts object `h`'s bytes at `dest`, atomically replacing what is
@@ -392,6 +497,13 @@ impl LocalObjects {
         executable: bool,
     ) -> Result<()> {
         let src = self.path_of(h);
+        // A packed object has no file of its own to link: it is copied,
+        // unless a loose copy of it can be linked.
+        let linking = matches!(mode, LinkMode::Hardlink | LinkMode::Reflink);
+        let packed = match self.locate(h) {
+            Some(Found::Packed(set, loc)) if !(linking && src.is_file()) => Some(set.read(loc)?),
+            _ => None,
+        };
         let parent = dest.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(parent).map_err(StoreError::io("creating", parent))?;
         let name = dest
@@ -402,17 +514,18 @@ impl LocalObjects {
             ".{name}.keel-tmp-{}",
             uuid::Uuid::new_v4().simple()
         ));
-        let made = match mode {
-            LinkMode::Hardlink => fs::hard_link(&src, &tmp),
-            LinkMode::Reflink => reflink(&src, &tmp),
-            LinkMode::Auto => clone_or_copy(&src, &tmp),
-            LinkMode::Copy => fs::copy(&src, &tmp).map(|_| ()),
+        let made = match (&packed, mode) {
+            (Some(bytes), _) => fs::write(&tmp, bytes),
+            (None, LinkMode::Hardlink) => fs::hard_link(&src, &tmp),
+            (None, LinkMode::Reflink) => reflink(&src, &tmp),
+            (None, LinkMode::Auto) => clone_or_copy(&src, &tmp),
+            (None, LinkMode::Copy) => fs::copy(&src, &tmp).map(|_| ()),
         };
         if let Err(e) = made {
             let _ = fs::remove_file(&tmp);
             return Err(StoreError::io("checking out", dest)(e));
         }
-        if mode != LinkMode::Hardlink {
+        if packed.is_some() || mode != LinkMode::Hardlink {
             let perm = if executable { 0o755 } else { 0o644 };
             fs::set_permissions(&tmp, fs::Permissions::from_mode(perm))
                 .map_err(StoreError::io("writing", &tmp))?;
@@ -445,6 +558,14 @@ impl LocalObjects {
                 out.push((h, size));
             }
         }
+        // Packed objects, once each (one may be loose as well).
+        let loose: HashSet<ObjectHash> = out.iter().map(|(h, _)| *h).collect();
+        let set = self.reload_packs();
+        out.extend(
+            set.iter()
+                .filter(|(h, _)| !loose.contains(h))
+                .map(|(h, size)| (*h, size)),
+        );
         Ok(out)
     }
 
@@ -456,39 +577,68 @@ impl LocalObjects {
         rustix::fs::syncfs(&dir).map_err(|e| StoreError::io("syncing", &self.root)(e.into()))
     }
 
-    /// Removes temporary files older than `age` (left by killed writers).
+    /// Removes temporary files older than `age` (left by killed writers),
+    /// and packs as old that never got their index.
     pub fn clean_tmp(&self, age: Duration) -> Result<usize> {
-        let mut removed = 0;
-        let Ok(entries) = fs::read_dir(&self.tmp) else {
-            return Ok(0);
-        };
         let now = SystemTime::now();
-        for entry in entries.flatten() {
-            let old = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .map(|t| now.duration_since(t).unwrap_or_default() >= age)
-                .unwrap_or(false);
-            if old && fs::remove_file(entry.path()).is_ok() {
-                removed += 1;
-            }
-        }
+        let removed = self
+            .leftovers()
+            .filter(|p| {
+                fs::metadata(p)
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| now.duration_since(t).unwrap_or_default() >= age)
+            })
+            .filter(|p| fs::remove_file(p).is_ok())
+            .count();
         Ok(removed)
     }
 
-    /// The number of leftover temporary files.
+    /// The number of leftover temporary files (and index-less packs).
     pub fn tmp_count(&self) -> usize {
-        fs::read_dir(&self.tmp).map(|d| d.count()).unwrap_or(0)
+        self.leftovers().count()
     }
 
-    /// Moves a corrupt object out of the way (into `quarantine`), so that
-    /// a re-add or pull can store the right bytes again.
-    pub fn quarantine(&self, h: &ObjectHash, quarantine: &Path) -> Result<PathBuf> {
+    /// Files of interrupted writers: temporary files, and packs whose
+    /// writer was killed before it named their index.
+    fn leftovers(&self) -> impl Iterator<Item = PathBuf> {
+        let entries = |dir: PathBuf| {
+            fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+        };
+        let orphan_packs = entries(self.pack_dir()).filter(|p| {
+            p.extension().is_some_and(|e| e == "pack") && !p.with_extension("idx").exists()
+        });
+        entries(self.tmp.clone()).chain(orphan_packs)
+    }
+
+    /// Moves the corrupt copies of object `h` out of the way (into
+    /// `quarantine`), so that a re-add or pull can store the right bytes
+    /// again; returns where they went. A loose object is moved; a packed
+    /// one is copied out and dropped from its pack's index.
+    pub fn quarantine(&self, h: &ObjectHash, quarantine: &Path) -> Result<Vec<PathBuf>> {
         fs::create_dir_all(quarantine).map_err(StoreError::io("creating", quarantine))?;
-        let dest = quarantine.join(h.to_hex());
+        let mut moved = Vec::new();
+        let set = self.packs();
+        if let Some(loc) = set.get(h) {
+            let bytes = set.read(loc)?;
+            if ObjectHash::of_bytes(&bytes) != *h {
+                let dest = quarantine.join(format!("{}.packed", h.to_hex()));
+                fs::write(&dest, &bytes).map_err(StoreError::io("quarantining to", &dest))?;
+                set.forget(self, h, loc)?;
+                self.reload_packs();
+                moved.push(dest);
+            }
+        }
         let src = self.path_of(h);
-        fs::rename(&src, &dest).map_err(StoreError::io("quarantining", &src))?;
-        Ok(dest)
+        if src.is_file() && hash_file(&src)? != *h {
+            let dest = quarantine.join(h.to_hex());
+            fs::rename(&src, &dest).map_err(StoreError::io("quarantining", &src))?;
+            moved.push(dest);
+        }
+        Ok(moved)
     }
 }
 
@@ -531,6 +681,20 @@ fn check_unchanged(file: &File, path: &Path, before: &fs::Metadata, ctime: bool)
         });
     }
     Ok(())
+}
+
+/// Reads a small file whole (scanned as `before`), refusing it if it
+/// changed meanwhile ([`check_unchanged`]).
+fn read_small(src: &Path, before: &fs::Metadata) -> Result<Vec<u8>> {
+    let mut file = File::open(src).map_err(StoreError::io("reading", src))?;
+    // One byte more than expected, so that growth is seen by the size
+    // check. (Not `read_to_end`: it asks the kernel for the size again,
+    // two more syscalls per small file.)
+    let mut buf = vec![0u8; before.len() as usize + 1];
+    let n = read_full(&mut file, &mut buf).map_err(StoreError::io("reading", src))?;
+    buf.truncate(n);
+    check_unchanged(&file, src, before, false)?;
+    Ok(buf)
 }
 
 /// Reads until `buf` is full or the file ends; returns the bytes read.
@@ -581,6 +745,17 @@ impl TmpObject {
             }
         }
         self.file.write_all(buf)
+    }
+
+    /// Gives the finished file the name `dest` (a new name, or for a
+    /// named temporary file any name: it replaces what is there).
+    fn name_as(mut self, dest: &Path) -> std::io::Result<()> {
+        match self.path.take() {
+            None => link_unnamed(&self.file, dest),
+            Some(p) => fs::rename(&p, dest).inspect_err(|_| {
+                let _ = fs::remove_file(&p);
+            }),
+        }
     }
 
     fn buffered(&mut self) -> std::io::Result<()> {
@@ -801,8 +976,16 @@ impl RemoteObjects {
 
     /// Uploads local object `h` (multipart when large).
     pub async fn upload(&self, local: &LocalObjects, h: &ObjectHash) -> Result<()> {
-        let path = local.path_of(h);
         let key = self.key(h);
+        if let Some(Found::Packed(set, loc)) = local.locate(h) {
+            let bytes = set.read(loc)?;
+            self.store
+                .put(&key, PutPayload::from(bytes))
+                .await
+                .map_err(self.os_err())?;
+            return Ok(());
+        }
+        let path = local.path_of(h);
         let len = fs::metadata(&path)
             .map_err(StoreError::io("reading object", &path))?
             .len();

@@ -1,0 +1,387 @@
+//! Pack files: many small objects in one file.
+//!
+//! One file per object costs a small file more in the kernel than reading
+//! it does: an inode to create, a directory entry to insert, a lookup in a
+//! fan-out directory of thousands. `keel data add` therefore appends the
+//! small objects of a large add to one pack instead (bench/RESULTS.md has
+//! the figures). A pack is two files in `objects/pack/`:
+//!
+//! - `<id>.pack`: [`PACK_MAGIC`], then the objects' bytes back to back;
+//! - `<id>.idx`: [`IDX_MAGIC`], the entry count (u64 LE), one entry per
+//!   object sorted by hash (32-byte hash, u64 LE offset into the pack,
+//!   u64 LE length), then the BLAKE3 hash of everything before it.
+//!
+//! The index is the commit point. It is named only after the pack is
+//! complete and named, so a reader never sees an index whose objects are
+//! not all there; a writer killed before that leaves an unnamed (or
+//! temporary) file, and one killed between the two leaves a pack without
+//! index, which nothing reads and [`super::LocalObjects::clean_tmp`]
+//! removes. Packs are immutable; an index is rewritten (atomically, minus
+//! one entry) only when `fsck --repair` quarantines a corrupt object.
+//!
+//! Only `data add` writes packs ([`PackWriter`]). Every other writer
+//! (artifacts, pipeline outputs, pulls) writes loose objects and
+//! deduplicates against loose objects only, because the artifact server
+//! serves files by their path in the store.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use keel_core::ObjectHash;
+
+use super::{read_small, LocalObjects, Stored, TmpObject};
+use crate::error::{Result, StoreError};
+
+/// Files up to this size go into a pack during an add.
+const PACKED_MAX: u64 = 1 << 20;
+/// A pack is made only of at least this many objects or [`PACK_MIN_BYTES`]:
+/// fewer are stored loose, so that small adds do not multiply packs (every
+/// index is read when the store is first used).
+const PACK_MIN: usize = 256;
+const PACK_MIN_BYTES: usize = 16 << 20;
+
+const PACK_MAGIC: &[u8; 8] = b"KEELPAK1";
+const IDX_MAGIC: &[u8; 8] = b"KEELIDX1";
+const ENTRY: usize = 32 + 8 + 8;
+/// The pack writer's buffer: objects are written in batches this large.
+const WRITE_BUF: usize = 1 << 20;
+
+/// Where a packed object lies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Loc {
+    pack: u32,
+    offset: u64,
+    pub(crate) len: u64,
+}
+
+#[derive(Debug)]
+struct Pack {
+    path: PathBuf,
+    idx: PathBuf,
+    file: OnceLock<File>,
+}
+
+impl Pack {
+    fn file(&self) -> std::io::Result<&File> {
+        if let Some(f) = self.file.get() {
+            return Ok(f);
+        }
+        let f = File::open(&self.path)?;
+        // Another thread may have opened it meanwhile: either file does.
+        Ok(self.file.get_or_init(|| f))
+    }
+}
+
+/// Every pack of a store, as read from their indexes at one moment.
+#[derive(Default)]
+pub(crate) struct PackSet {
+    /// The index files read, sorted, to notice new ones.
+    names: Vec<String>,
+    packs: Vec<Pack>,
+    map: HashMap<ObjectHash, Loc>,
+    /// Indexes that could not be used, with why.
+    bad: Vec<(PathBuf, String)>,
+}
+
+impl std::fmt::Debug for PackSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackSet")
+            .field("packs", &self.packs.len())
+            .field("objects", &self.map.len())
+            .field("bad", &self.bad)
+            .finish()
+    }
+}
+
+impl PackSet {
+    /// Reads every index in `dir` (none if it does not exist).
+    pub(crate) fn load(dir: &Path) -> PackSet {
+        let mut set = PackSet {
+            names: idx_names(dir),
+            ..PackSet::default()
+        };
+        for name in set.names.clone() {
+            let idx = dir.join(&name);
+            let path = idx.with_extension("pack");
+            let pack_len = fs::metadata(&path).map(|m| m.len());
+            let entries = fs::read(&idx).map_err(|e| e.to_string()).and_then(|bytes| {
+                let len = pack_len.map_err(|e| format!("its pack: {e}"))?;
+                parse_idx(&bytes, len)
+            });
+            let entries = match entries {
+                Ok(e) => e,
+                Err(why) => {
+                    set.bad.push((idx, why));
+                    continue;
+                }
+            };
+            let pack = set.packs.len() as u32;
+            for (h, offset, len) in entries {
+                set.map.entry(h).or_insert(Loc { pack, offset, len });
+            }
+            set.packs.push(Pack {
+                path,
+                idx,
+                file: OnceLock::new(),
+            });
+        }
+        set
+    }
+
+    /// Whether `dir` has other indexes than the ones this set read.
+    pub(crate) fn is_stale(&self, dir: &Path) -> bool {
+        idx_names(dir) != self.names
+    }
+
+    pub(crate) fn get(&self, h: &ObjectHash) -> Option<Loc> {
+        self.map.get(h).copied()
+    }
+
+    /// Every packed object with its size.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&ObjectHash, u64)> {
+        self.map.iter().map(|(h, l)| (h, l.len))
+    }
+
+    /// Indexes that could not be read, with why (for `fsck`).
+    pub(crate) fn bad(&self) -> &[(PathBuf, String)] {
+        &self.bad
+    }
+
+    /// Reads a packed object's bytes.
+    pub(crate) fn read(&self, loc: Loc) -> Result<Vec<u8>> {
+        let pack = &self.packs[loc.pack as usize];
+        let mut buf = vec![0u8; loc.len as usize];
+        pack.file()
+            .and_then(|f| f.read_exact_at(&mut buf, loc.offset))
+            .map_err(StoreError::io("reading object from", &pack.path))?;
+        Ok(buf)
+    }
+
+    /// Rewrites the index of `loc`'s pack without object `h`: the bytes
+    /// stay in the pack, unreachable.
+    pub(crate) fn forget(&self, objects: &LocalObjects, h: &ObjectHash, loc: Loc) -> Result<()> {
+        let pack = &self.packs[loc.pack as usize];
+        let bytes = fs::read(&pack.idx).map_err(StoreError::io("reading", &pack.idx))?;
+        let pack_len = pack
+            .file()
+            .and_then(|f| f.metadata())
+            .map_err(StoreError::io("reading", &pack.path))?
+            .len();
+        let entries = parse_idx(&bytes, pack_len).map_err(|message| StoreError::Parse {
+            path: pack.idx.clone(),
+            line: None,
+            message,
+        })?;
+        let kept: Vec<_> = entries.into_iter().filter(|(e, _, _)| e != h).collect();
+        objects.install(&encode_idx(&kept), &pack.idx)
+    }
+}
+
+/// The sorted names of the `.idx` files in `dir`.
+fn idx_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".idx") && !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn encode_idx(entries: &[(ObjectHash, u64, u64)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + entries.len() * ENTRY + 32);
+    out.extend_from_slice(IDX_MAGIC);
+    out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+    for (h, offset, len) in entries {
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(&offset.to_le_bytes());
+        out.extend_from_slice(&len.to_le_bytes());
+    }
+    let sum = blake3::hash(&out);
+    out.extend_from_slice(sum.as_bytes());
+    out
+}
+
+/// Parses an index, checking its checksum and that every entry lies
+/// within the pack (`pack_len` bytes).
+fn parse_idx(
+    bytes: &[u8],
+    pack_len: u64,
+) -> std::result::Result<Vec<(ObjectHash, u64, u64)>, String> {
+    if bytes.len() < 16 + 32 || &bytes[..8] != IDX_MAGIC {
+        return Err("not a keel pack index (bad magic or too short)".into());
+    }
+    let (body, sum) = bytes.split_at(bytes.len() - 32);
+    if blake3::hash(body).as_bytes() != sum {
+        return Err("checksum mismatch: the index is damaged".into());
+    }
+    let count = u64_at(body, 8);
+    if (body.len() - 16) as u64 != count.saturating_mul(ENTRY as u64) {
+        return Err(format!(
+            "{count} entries announced, {} bytes of entries",
+            body.len() - 16
+        ));
+    }
+    let mut out = Vec::with_capacity(count as usize);
+    for e in body[16..].chunks_exact(ENTRY) {
+        let mut h = [0u8; 32];
+        h.copy_from_slice(&e[..32]);
+        let (offset, len) = (u64_at(e, 32), u64_at(e, 40));
+        if offset < PACK_MAGIC.len() as u64
+            || offset.checked_add(len).is_none_or(|end| end > pack_len)
+        {
+            return Err(format!(
+                "entry at {offset}+{len} lies outside its pack of {pack_len} bytes (truncated?)"
+            ));
+        }
+        out.push((ObjectHash::from_bytes(h), offset, len));
+    }
+    Ok(out)
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut x = [0u8; 8];
+    x.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(x)
+}
+
+/// Appends the small objects of one add to a new pack; see the module
+/// documentation. Large files go to [`LocalObjects::put_file`]. The small
+/// ones are held in memory until there are enough for a pack; if there
+/// never are, [`PackWriter::finish`] stores them loose. Nothing is stored
+/// before `finish`: a writer dropped without it stores nothing.
+pub struct PackWriter<'a> {
+    objects: &'a LocalObjects,
+    /// The packs at the start, for deduplication.
+    known: Arc<PackSet>,
+    state: Mutex<Writing>,
+}
+
+struct Writing {
+    /// Created once there are enough objects for a pack.
+    tmp: Option<TmpObject>,
+    buf: Vec<u8>,
+    /// Bytes in the pack so far, written or buffered.
+    len: u64,
+    entries: HashMap<ObjectHash, (u64, u64)>,
+}
+
+impl<'a> PackWriter<'a> {
+    pub(crate) fn new(objects: &'a LocalObjects, known: Arc<PackSet>) -> PackWriter<'a> {
+        PackWriter {
+            objects,
+            known,
+            state: Mutex::new(Writing {
+                tmp: None,
+                buf: Vec::new(),
+                len: 0,
+                entries: HashMap::new(),
+            }),
+        }
+    }
+
+    /// Stores the file at `src` (scanned as `before`), as
+    /// [`LocalObjects::put_file`] does, but into the pack if it is small.
+    pub fn put_file(&self, src: &Path, before: &fs::Metadata) -> Result<(ObjectHash, Stored)> {
+        if before.len() > PACKED_MAX {
+            return self.objects.put_file(src, before);
+        }
+        let bytes = read_small(src, before)?;
+        let h = ObjectHash::of_bytes(&bytes);
+        let len = bytes.len() as u64;
+        if self.known.get(&h).is_some_and(|l| l.len == len) || self.objects.has_loose(&h, len) {
+            return Ok((h, Stored::Existing));
+        }
+        let mut w = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if w.entries.contains_key(&h) {
+            return Ok((h, Stored::Existing));
+        }
+        if w.len == 0 {
+            w.buf.extend_from_slice(PACK_MAGIC);
+            w.len = PACK_MAGIC.len() as u64;
+        }
+        let offset = w.len;
+        w.buf.extend_from_slice(&bytes);
+        w.len += len;
+        w.entries.insert(h, (offset, len));
+        if w.tmp.is_none() && (w.entries.len() >= PACK_MIN || w.buf.len() >= PACK_MIN_BYTES) {
+            w.tmp = Some(self.objects.create_tmp(false)?);
+        }
+        if w.tmp.is_some() && w.buf.len() >= WRITE_BUF {
+            self.flush(&mut w)?;
+        }
+        Ok((h, Stored::Copied))
+    }
+
+    fn flush(&self, w: &mut Writing) -> Result<()> {
+        let Writing { tmp, buf, .. } = w;
+        if let Some(tmp) = tmp {
+            tmp.file
+                .write_all(buf)
+                .map_err(StoreError::io("writing pack in", &self.objects.tmp))?;
+        }
+        buf.clear();
+        Ok(())
+    }
+
+    /// Stores the objects: names the pack and its index, or, when there
+    /// are too few for a pack, stores them loose. Returns the number
+    /// packed. Must return before anything that names them is recorded.
+    pub fn finish(self) -> Result<usize> {
+        let mut w = self.state.into_inner().unwrap_or_else(|e| e.into_inner());
+        let Some(mut tmp) = w.tmp.take() else {
+            // Still all in memory: offsets are positions in `buf`.
+            for &(offset, len) in w.entries.values() {
+                let at = offset as usize;
+                self.objects.put_bytes(&w.buf[at..at + len as usize])?;
+            }
+            return Ok(0);
+        };
+        tmp.file
+            .write_all(&w.buf)
+            .map_err(StoreError::io("writing pack in", &self.objects.tmp))?;
+        let dir = self.objects.pack_dir();
+        fs::create_dir_all(&dir).map_err(StoreError::io("creating", &dir))?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let pack = dir.join(format!("{id}.pack"));
+        tmp.name_as(&pack)
+            .map_err(StoreError::io("storing pack", &pack))?;
+        let mut entries: Vec<_> = w.entries.iter().map(|(h, &(o, l))| (*h, o, l)).collect();
+        entries.sort_unstable_by_key(|e| e.0);
+        self.objects
+            .install(&encode_idx(&entries), &dir.join(format!("{id}.idx")))?;
+        self.objects.reload_packs();
+        Ok(entries.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_index_round_trips_and_damage_is_refused() {
+        let h = |b: &[u8]| ObjectHash::of_bytes(b);
+        let entries = vec![(h(b"a"), 8, 1), (h(b"bc"), 9, 2)];
+        let bytes = encode_idx(&entries);
+        assert_eq!(parse_idx(&bytes, 11).unwrap(), entries);
+        // An entry past the end of the pack (a truncated pack).
+        assert!(parse_idx(&bytes, 10)
+            .unwrap_err()
+            .contains("outside its pack"));
+        // Any flipped byte breaks the checksum.
+        for at in [0, 9, 20, bytes.len() - 1] {
+            let mut bad = bytes.clone();
+            bad[at] ^= 1;
+            assert!(parse_idx(&bad, 11).is_err(), "flip at {at}");
+        }
+        assert!(parse_idx(&bytes[..40], 11).is_err());
+    }
+}
