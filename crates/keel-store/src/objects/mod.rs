@@ -59,7 +59,8 @@ pub enum LinkMode {
     /// A reflink (copy-on-write clone) where the file system supports it,
     /// a copy otherwise. The default: never shares writable blocks.
     Auto,
-    /// A reflink, or fail.
+    /// A reflink, or fail. (A packed object, which has no file of its own
+    /// to link, is copied in this mode and in [`LinkMode::Hardlink`].)
     Reflink,
     /// A hard link to the read-only object. Fast and space-free, but the
     /// workspace file is then read-only: editing it in place would edit
@@ -382,8 +383,11 @@ impl LocalObjects {
     /// the same data the page cache holds (FICLONE writes the source's
     /// dirty pages back first), and every write moves ctime. Not covered: a
     /// file whose earlier write-back failed, with the error already
-    /// reported to its writer; the disk then holds other bytes than the
-    /// cache, the object gets the disk's, and `keel fsck` reports it.
+    /// reported to its writer (the disk then holds other bytes than the
+    /// cache, and the object gets the disk's); a program writing the file
+    /// through a shared memory mapping to a page it had already dirtied
+    /// (the kernel moves the times only on the first write to a clean
+    /// page). `keel fsck` reports such an object.
     fn put_clone(
         &self,
         tmp: TmpObject,
