@@ -2,6 +2,17 @@
 //! in a library crate so that the CLI and the HTTP server share one
 //! implementation.
 
+/// `print!`/`println!` that end keel quietly when its output is closed
+/// (`keel data log | head`), where std's would panic. Defined before the
+/// modules so that it shadows std's in all of them.
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::output::print_out(format_args!($($arg)*)) };
+}
+macro_rules! println {
+    () => { $crate::output::print_out(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::output::print_out(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
 mod cmd;
 mod demo;
 mod output;

@@ -1,9 +1,25 @@
 //! Rendering for humans: progress bars, tables, sizes, error reports.
 
+use std::io::Write;
 use std::sync::Mutex;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use keel_core::{Progress, Unit};
+
+/// Writes to stdout (the `print!`/`println!` of this crate). A reader
+/// that went away (a closed pipe) ends the process with the status a
+/// shell reports for a command killed by SIGPIPE, as other tools do; any
+/// other write error is reported once, with status 2.
+pub fn print_out(args: std::fmt::Arguments) {
+    let Err(e) = std::io::stdout().lock().write_fmt(args) else {
+        return;
+    };
+    if e.kind() != std::io::ErrorKind::BrokenPipe {
+        eprintln!("error: writing to standard output: {e}");
+        std::process::exit(2);
+    }
+    std::process::exit(141);
+}
 
 /// Prints an error with its cause chain to stderr.
 pub fn report_error(err: &anyhow::Error) {

@@ -262,3 +262,29 @@ fn add_reports_cloned_bytes_and_the_version_survives_edits() {
     env.ok(&["data", "checkout", "data@1", "--force"]);
     assert_eq!(sha256_tree(&env.path("data")), original);
 }
+
+/// A reader that stops reading (`keel data log | head -1`) ends keel with
+/// the status of a command killed by SIGPIPE, never a panic.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    for i in 0..5 {
+        env.write(&format!("data/{i}.txt"), format!("v{i}").as_bytes());
+        env.ok(&["data", "add", "data"]);
+    }
+    for args in [&["data", "log", "data"][..], &["fsck", "--json"]] {
+        let mut child = env
+            .cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Closed before keel has started writing.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
+    }
+}
