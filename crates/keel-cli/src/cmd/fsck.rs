@@ -47,6 +47,7 @@ pub fn run(global: &Global, args: FsckArgs) -> Result<ExitCode> {
             "versions": report.versions,
             "temp_files": report.temp_files,
             "quarantined": report.quarantined,
+            "rebuilt_indexes": report.rebuilt_indexes,
             "ok": report.problems.is_empty(),
             "problems": problems,
         }));
@@ -86,6 +87,12 @@ pub fn run(global: &Global, args: FsckArgs) -> Result<ExitCode> {
             println!(
                 "moved {} corrupt object(s) to .keel/quarantine/; re-add or pull the datasets above",
                 report.quarantined
+            );
+        }
+        if report.rebuilt_indexes > 0 {
+            println!(
+                "rebuilt {} damaged pack index(es) from their packs (old ones kept in .keel/quarantine/)",
+                report.rebuilt_indexes
             );
         }
         if report.temp_files > 0 {

@@ -164,6 +164,8 @@ pub struct FsckReport {
     pub problems: Vec<FsckProblem>,
     /// Corrupt objects moved to `.keel/quarantine/` (with `repair`).
     pub quarantined: u64,
+    /// Damaged pack indexes rebuilt from their packs (with `repair`).
+    pub rebuilt_indexes: u64,
     /// Leftover temporary files of interrupted writers (harmless).
     pub temp_files: u64,
 }
@@ -909,12 +911,24 @@ pub async fn fsck(store: &Store, repair: bool, progress: &dyn Progress) -> Resul
             users.entry(v.hash).or_default().push(label);
         }
     }
-    let listed = objects.list()?;
+    let quarantine = store.project.keel_dir().join("quarantine");
     for (path, message) in objects.bad_pack_indexes() {
+        let message = if !repair {
+            format!("{message} (`keel fsck --repair` rebuilds it from its pack)")
+        } else {
+            match objects.rebuild_pack_index(&path, &quarantine) {
+                Ok(_) => {
+                    report.rebuilt_indexes += 1;
+                    continue;
+                }
+                Err(e) => format!("{message}; rebuilding it from its pack failed: {e}"),
+            }
+        };
         report
             .problems
             .push(FsckProblem::BadPackIndex { path, message });
     }
+    let listed = objects.list()?;
     report.objects = listed.len() as u64;
     report.bytes = listed.iter().map(|(_, s)| s).sum();
     progress.begin("verifying objects", Some(report.bytes), Unit::Bytes);
@@ -935,7 +949,7 @@ pub async fn fsck(store: &Store, repair: bool, progress: &dyn Progress) -> Resul
     let present: HashSet<ObjectHash> = listed.iter().map(|(h, _)| *h).collect();
     for (hash, actual) in corrupt {
         if repair {
-            let moved = objects.quarantine(&hash, &store.project.keel_dir().join("quarantine"))?;
+            let moved = objects.quarantine(&hash, &quarantine)?;
             report.quarantined += moved.len() as u64;
         }
         report.problems.push(FsckProblem::Corrupt {

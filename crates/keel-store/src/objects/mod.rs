@@ -232,8 +232,10 @@ impl LocalObjects {
     }
 
     /// Writes `bytes` to a temporary file and renames it to `dest`,
-    /// replacing what is there.
-    fn install(&self, bytes: &[u8], dest: &Path) -> Result<()> {
+    /// replacing what is there. With `durable`, the file and the rename are
+    /// on the disk when this returns: a file replaced in place must not be
+    /// lost to a power cut (a new one is covered by the caller's `sync`).
+    fn install(&self, bytes: &[u8], dest: &Path, durable: bool) -> Result<()> {
         let path = self.tmp_path();
         let mut tmp = TmpObject {
             file: create_readonly(&path)?,
@@ -242,15 +244,31 @@ impl LocalObjects {
         };
         tmp.file
             .write_all(bytes)
+            .and_then(|()| if durable { tmp.file.sync_all() } else { Ok(()) })
             .map_err(StoreError::io("writing", &self.tmp))?;
         // A failed write leaves the temporary file to `TmpObject::drop`.
-        tmp.name_as(dest).map_err(StoreError::io("writing", dest))
+        tmp.name_as(dest).map_err(StoreError::io("writing", dest))?;
+        if durable {
+            let dir = dest.parent().unwrap_or(Path::new("."));
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(StoreError::io("syncing", dir))?;
+        }
+        Ok(())
     }
 
     /// Pack indexes that cannot be read, with why: their objects are
-    /// missing until the index is restored (`fsck` reports them).
+    /// missing until the index is rebuilt ([`Self::rebuild_pack_index`]).
     pub fn bad_pack_indexes(&self) -> Vec<(PathBuf, String)> {
         self.reload_packs().bad().to_vec()
+    }
+
+    /// Rebuilds a damaged pack index from its pack (every intact object),
+    /// keeping the old index in `quarantine`; returns the objects indexed.
+    pub fn rebuild_pack_index(&self, idx: &Path, quarantine: &Path) -> Result<usize> {
+        let n = pack::rebuild_index(self, idx, quarantine)?;
+        self.reload_packs();
+        Ok(n)
     }
 
     fn tmp_path(&self) -> PathBuf {
@@ -476,9 +494,10 @@ impl LocalObjects {
     /// Re-hashes object `h`, each copy of it (packed and loose) if it has
     /// two; `Some(actual)` if the bytes of one no longer match.
     pub fn verify(&self, h: &ObjectHash) -> Result<Option<ObjectHash>> {
-        let packed = self.packs().get(h);
+        let set = self.packs();
+        let packed = set.get(h);
         if let Some(loc) = packed {
-            let actual = ObjectHash::of_bytes(&self.packs().read(loc)?);
+            let actual = ObjectHash::of_bytes(&set.read(loc)?);
             if actual != *h {
                 return Ok(Some(actual));
             }

@@ -6,18 +6,23 @@
 //! small objects of a large add to one pack instead (bench/RESULTS.md has
 //! the figures). A pack is two files in `objects/pack/`:
 //!
-//! - `<id>.pack`: [`PACK_MAGIC`], then the objects' bytes back to back;
+//! - `<id>.pack`: [`PACK_MAGIC`], then one record per object: its hash
+//!   (32 bytes), its length (u64 LE), its bytes. The records make a pack
+//!   self-describing: `fsck --repair` rebuilds a damaged index from them;
 //! - `<id>.idx`: [`IDX_MAGIC`], the entry count (u64 LE), one entry per
-//!   object sorted by hash (32-byte hash, u64 LE offset into the pack,
-//!   u64 LE length), then the BLAKE3 hash of everything before it.
+//!   object sorted by hash (32-byte hash, u64 LE offset of the object's
+//!   bytes in the pack, u64 LE length), then the BLAKE3 hash of everything
+//!   before it (a check against damage, not against forgery: every entry
+//!   is bounds-checked as well).
 //!
 //! The index is the commit point. It is named only after the pack is
 //! complete and named, so a reader never sees an index whose objects are
 //! not all there; a writer killed before that leaves an unnamed (or
 //! temporary) file, and one killed between the two leaves a pack without
 //! index, which nothing reads and [`super::LocalObjects::clean_tmp`]
-//! removes. Packs are immutable; an index is rewritten (atomically, minus
-//! one entry) only when `fsck --repair` quarantines a corrupt object.
+//! removes. Packs are immutable; an index is rewritten (atomically and
+//! durably) only by `fsck --repair`: minus a corrupt object, or rebuilt
+//! from its pack when damaged.
 //!
 //! Only `data add` writes packs ([`PackWriter`]). Every other writer
 //! (artifacts, pipeline outputs, pulls) writes loose objects and
@@ -26,9 +31,10 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{BufReader, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use keel_core::ObjectHash;
@@ -46,7 +52,13 @@ const PACK_MIN_BYTES: usize = 16 << 20;
 
 const PACK_MAGIC: &[u8; 8] = b"KEELPAK1";
 const IDX_MAGIC: &[u8; 8] = b"KEELIDX1";
+/// A record's head in a pack: hash and length.
+const RECORD_HEAD: u64 = 32 + 8;
+/// An index entry: hash, offset, length.
 const ENTRY: usize = 32 + 8 + 8;
+/// Pack files kept open for reading, at most: a store may have more packs
+/// than a process may open files.
+const MAX_OPEN_PACKS: usize = 64;
 /// The pack writer's buffer: objects are written in batches this large.
 const WRITE_BUF: usize = 1 << 20;
 
@@ -65,23 +77,15 @@ struct Pack {
     file: OnceLock<File>,
 }
 
-impl Pack {
-    fn file(&self) -> std::io::Result<&File> {
-        if let Some(f) = self.file.get() {
-            return Ok(f);
-        }
-        let f = File::open(&self.path)?;
-        // Another thread may have opened it meanwhile: either file does.
-        Ok(self.file.get_or_init(|| f))
-    }
-}
-
 /// Every pack of a store, as read from their indexes at one moment.
 #[derive(Default)]
 pub(crate) struct PackSet {
-    /// The index files read, sorted, to notice new ones.
-    names: Vec<String>,
+    /// The index files read (name and size), sorted, to notice new and
+    /// rewritten ones.
+    names: Vec<(String, u64)>,
     packs: Vec<Pack>,
+    /// Pack files held open (up to [`MAX_OPEN_PACKS`]).
+    open: AtomicUsize,
     map: HashMap<ObjectHash, Loc>,
     /// Indexes that could not be used, with why.
     bad: Vec<(PathBuf, String)>,
@@ -104,15 +108,10 @@ impl PackSet {
             names: idx_names(dir),
             ..PackSet::default()
         };
-        for name in set.names.clone() {
+        for (name, _) in set.names.clone() {
             let idx = dir.join(&name);
             let path = idx.with_extension("pack");
-            let pack_len = fs::metadata(&path).map(|m| m.len());
-            let entries = fs::read(&idx).map_err(|e| e.to_string()).and_then(|bytes| {
-                let len = pack_len.map_err(|e| format!("its pack: {e}"))?;
-                parse_idx(&bytes, len)
-            });
-            let entries = match entries {
+            let entries = match read_idx(&idx, &path) {
                 Ok(e) => e,
                 Err(why) => {
                     set.bad.push((idx, why));
@@ -155,44 +154,121 @@ impl PackSet {
     pub(crate) fn read(&self, loc: Loc) -> Result<Vec<u8>> {
         let pack = &self.packs[loc.pack as usize];
         let mut buf = vec![0u8; loc.len as usize];
-        pack.file()
-            .and_then(|f| f.read_exact_at(&mut buf, loc.offset))
+        self.read_at(pack, &mut buf, loc.offset)
             .map_err(StoreError::io("reading object from", &pack.path))?;
         Ok(buf)
+    }
+
+    fn read_at(&self, pack: &Pack, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        if let Some(f) = pack.file.get() {
+            return f.read_exact_at(buf, offset);
+        }
+        let f = File::open(&pack.path)?;
+        if self.open.fetch_add(1, Ordering::Relaxed) < MAX_OPEN_PACKS {
+            // Another thread may have opened it meanwhile: either does.
+            return pack.file.get_or_init(|| f).read_exact_at(buf, offset);
+        }
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        f.read_exact_at(buf, offset)
     }
 
     /// Rewrites the index of `loc`'s pack without object `h`: the bytes
     /// stay in the pack, unreachable.
     pub(crate) fn forget(&self, objects: &LocalObjects, h: &ObjectHash, loc: Loc) -> Result<()> {
         let pack = &self.packs[loc.pack as usize];
-        let bytes = fs::read(&pack.idx).map_err(StoreError::io("reading", &pack.idx))?;
-        let pack_len = pack
-            .file()
-            .and_then(|f| f.metadata())
-            .map_err(StoreError::io("reading", &pack.path))?
-            .len();
-        let entries = parse_idx(&bytes, pack_len).map_err(|message| StoreError::Parse {
+        let entries = read_idx(&pack.idx, &pack.path).map_err(|message| StoreError::Parse {
             path: pack.idx.clone(),
             line: None,
             message,
         })?;
         let kept: Vec<_> = entries.into_iter().filter(|(e, _, _)| e != h).collect();
-        objects.install(&encode_idx(&kept), &pack.idx)
+        objects.install(&encode_idx(&kept), &pack.idx, true)
     }
 }
 
-/// The sorted names of the `.idx` files in `dir`.
-fn idx_names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
+/// Rebuilds the index `idx` from its pack's records: every complete record
+/// whose bytes hash to its name, up to the first damaged record head.
+/// The old index is moved to `quarantine` first. Returns the objects
+/// indexed.
+pub(crate) fn rebuild_index(
+    objects: &LocalObjects,
+    idx: &Path,
+    quarantine: &Path,
+) -> Result<usize> {
+    let path = idx.with_extension("pack");
+    let file = File::open(&path).map_err(StoreError::io("reading", &path))?;
+    let mut r = BufReader::with_capacity(WRITE_BUF, file);
+    let mut magic = [0u8; 8];
+    if r.read_exact(&mut magic).is_err() || &magic != PACK_MAGIC {
+        return Err(StoreError::Parse {
+            path,
+            line: None,
+            message: "not a keel pack (bad magic)".into(),
+        });
+    }
+    let mut entries = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut at = PACK_MAGIC.len() as u64;
+    let mut head = [0u8; RECORD_HEAD as usize];
+    let mut bytes = Vec::new();
+    while r.read_exact(&mut head).is_ok() {
+        let len = u64_at(&head, 32);
+        if len > PACKED_MAX {
+            break;
+        }
+        bytes.resize(len as usize, 0);
+        if r.read_exact(&mut bytes).is_err() {
+            break;
+        }
+        let mut h = [0u8; 32];
+        h.copy_from_slice(&head[..32]);
+        let h = ObjectHash::from_bytes(h);
+        if ObjectHash::of_bytes(&bytes) == h && seen.insert(h) {
+            entries.push((h, at + RECORD_HEAD, len));
+        }
+        at += RECORD_HEAD + len;
+    }
+    entries.sort_unstable_by_key(|e| e.0);
+    fs::create_dir_all(quarantine).map_err(StoreError::io("creating", quarantine))?;
+    let name = idx.file_name().unwrap_or_default().to_string_lossy();
+    let kept = quarantine.join(format!("{name}.{}", uuid::Uuid::new_v4().simple()));
+    fs::copy(idx, &kept).map_err(StoreError::io("quarantining", idx))?;
+    objects.install(&encode_idx(&entries), idx, true)?;
+    Ok(entries.len())
+}
+
+/// The sorted names and sizes of the `.idx` files in `dir`.
+fn idx_names(dir: &Path) -> Vec<(String, u64)> {
+    let mut names: Vec<(String, u64)> = fs::read_dir(dir)
         .map(|d| {
             d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.ends_with(".idx") && !n.starts_with('.'))
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let idx = name.ends_with(".idx") && !name.starts_with('.');
+                    idx.then(|| (name, e.metadata().map(|m| m.len()).unwrap_or(0)))
+                })
                 .collect()
         })
         .unwrap_or_default();
     names.sort();
     names
+}
+
+/// Reads and checks the index `idx` of the pack at `pack`.
+fn read_idx(idx: &Path, pack: &Path) -> std::result::Result<Vec<(ObjectHash, u64, u64)>, String> {
+    let pack_len = fs::metadata(pack)
+        .map_err(|e| format!("its pack: {e}"))?
+        .len();
+    let idx_len = fs::metadata(idx).map_err(|e| e.to_string())?.len();
+    // Every entry needs a record of its own in the pack.
+    let most = 16 + 32 + ENTRY as u64 * (pack_len / RECORD_HEAD + 1);
+    if idx_len > most {
+        return Err(format!(
+            "{idx_len} bytes, more than a pack of {pack_len} bytes can need"
+        ));
+    }
+    let bytes = fs::read(idx).map_err(|e| e.to_string())?;
+    parse_idx(&bytes, pack_len)
 }
 
 fn encode_idx(entries: &[(ObjectHash, u64, u64)]) -> Vec<u8> {
@@ -234,7 +310,8 @@ fn parse_idx(
         let mut h = [0u8; 32];
         h.copy_from_slice(&e[..32]);
         let (offset, len) = (u64_at(e, 32), u64_at(e, 40));
-        if offset < PACK_MAGIC.len() as u64
+        if offset < PACK_MAGIC.len() as u64 + RECORD_HEAD
+            || len > PACKED_MAX
             || offset.checked_add(len).is_none_or(|end| end > pack_len)
         {
             return Err(format!(
@@ -307,9 +384,11 @@ impl<'a> PackWriter<'a> {
             w.buf.extend_from_slice(PACK_MAGIC);
             w.len = PACK_MAGIC.len() as u64;
         }
-        let offset = w.len;
+        w.buf.extend_from_slice(h.as_bytes());
+        w.buf.extend_from_slice(&len.to_le_bytes());
+        let offset = w.len + RECORD_HEAD;
         w.buf.extend_from_slice(&bytes);
-        w.len += len;
+        w.len = offset + len;
         w.entries.insert(h, (offset, len));
         if w.tmp.is_none() && (w.entries.len() >= PACK_MIN || w.buf.len() >= PACK_MIN_BYTES) {
             w.tmp = Some(self.objects.create_tmp(false)?);
@@ -351,12 +430,15 @@ impl<'a> PackWriter<'a> {
         fs::create_dir_all(&dir).map_err(StoreError::io("creating", &dir))?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let pack = dir.join(format!("{id}.pack"));
+        // A pack without index older than an hour is a leftover
+        // (`clean_tmp`): this one is not, however long the add took.
+        let _ = tmp.file.set_modified(std::time::SystemTime::now());
         tmp.name_as(&pack)
             .map_err(StoreError::io("storing pack", &pack))?;
         let mut entries: Vec<_> = w.entries.iter().map(|(h, &(o, l))| (*h, o, l)).collect();
         entries.sort_unstable_by_key(|e| e.0);
         self.objects
-            .install(&encode_idx(&entries), &dir.join(format!("{id}.idx")))?;
+            .install(&encode_idx(&entries), &dir.join(format!("{id}.idx")), false)?;
         self.objects.reload_packs();
         Ok(entries.len())
     }
@@ -369,19 +451,23 @@ mod tests {
     #[test]
     fn an_index_round_trips_and_damage_is_refused() {
         let h = |b: &[u8]| ObjectHash::of_bytes(b);
-        let entries = vec![(h(b"a"), 8, 1), (h(b"bc"), 9, 2)];
+        let entries = vec![(h(b"a"), 48, 1), (h(b"bc"), 89, 2)];
         let bytes = encode_idx(&entries);
-        assert_eq!(parse_idx(&bytes, 11).unwrap(), entries);
+        assert_eq!(parse_idx(&bytes, 91).unwrap(), entries);
         // An entry past the end of the pack (a truncated pack).
-        assert!(parse_idx(&bytes, 10)
+        assert!(parse_idx(&bytes, 90)
             .unwrap_err()
             .contains("outside its pack"));
         // Any flipped byte breaks the checksum.
         for at in [0, 9, 20, bytes.len() - 1] {
             let mut bad = bytes.clone();
             bad[at] ^= 1;
-            assert!(parse_idx(&bad, 11).is_err(), "flip at {at}");
+            assert!(parse_idx(&bad, 91).is_err(), "flip at {at}");
         }
-        assert!(parse_idx(&bytes[..40], 11).is_err());
+        assert!(parse_idx(&bytes[..40], 91).is_err());
+        // A well-formed index with an entry longer than any packed object
+        // (a crafted one) is refused, not read into memory.
+        let huge = encode_idx(&[(h(b"x"), 48, PACKED_MAX + 1)]);
+        assert!(parse_idx(&huge, 1 << 40).is_err());
     }
 }

@@ -735,13 +735,15 @@ async fn small_files_of_a_large_add_are_packed() {
         assert_eq!(packs.len(), 2, "{packs:?}");
         let pack = objects_dir.join("pack").join(&packs[1]);
         assert!(packs[0].ends_with(".idx") && packs[1].ends_with(".pack"));
-        // The pack holds each small object once, after its 8-byte magic.
+        // The pack holds each small object once, after its 8-byte magic,
+        // each after a 40-byte record head (hash, length): the 300, the
+        // duplicated pair and the empty file.
         let small_bytes: u64 = (0..n)
             .map(|i| format!("{i},{}\n", i * i).len() as u64)
             .sum();
         assert_eq!(
             fs::metadata(&pack).unwrap().len(),
-            8 + small_bytes + b"same bytes".len() as u64
+            8 + small_bytes + b"same bytes".len() as u64 + 40 * (n + 2)
         );
         let h7 = ObjectHash::of_bytes(b"7,49\n");
         assert!(!store.objects.path_of(&h7).exists(), "packed, not loose");
@@ -836,8 +838,11 @@ async fn small_files_of_a_large_add_are_packed() {
             .problems
             .is_empty());
 
-        // A damaged index: fsck says which, and its objects are missing.
+        // A damaged index: fsck says which, and its objects are missing
+        // until `--repair` rebuilds it from the pack's records (all but the
+        // corrupt one, which is stored loose again since).
         let idx = objects_dir.join("pack").join(&packs[0]);
+        let before_damage = store.objects.list().unwrap().len();
         flip_byte(&idx, 20);
         let report = data::fsck(&store, false, &NoProgress).await.unwrap();
         assert!(
@@ -847,6 +852,15 @@ async fn small_files_of_a_large_add_are_packed() {
             report.problems
         );
         assert!(report.problems.iter().any(|p| matches!(p, FsckProblem::Missing { hash, .. } if *hash == ObjectHash::of_bytes(b"0,0\n"))));
+        let repaired = data::fsck(&store, true, &NoProgress).await.unwrap();
+        assert_eq!(repaired.rebuilt_indexes, 1);
+        let report = data::fsck(&store, false, &NoProgress).await.unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(
+            store.objects.read(&ObjectHash::of_bytes(b"0,0\n")).unwrap(),
+            b"0,0\n"
+        );
+        assert_eq!(store.objects.list().unwrap().len(), before_damage);
 
         // A pack whose writer was killed before naming its index is a
         // leftover, counted and cleaned; a writer dropped before `finish`
@@ -871,4 +885,42 @@ async fn small_files_of_a_large_add_are_packed() {
         );
         assert!(!orphan.exists() && pack.exists());
     }
+}
+
+/// More packs than keel keeps open: every object is still readable, and
+/// the process does not hold a file open per pack.
+#[test]
+fn many_packs_are_read_without_holding_a_file_open_each() {
+    let tmp = tempfile::tempdir().unwrap();
+    let objects = keel_store::objects::LocalObjects::open(
+        &tmp.path().join("objects"),
+        &tmp.path().join("objects/tmp"),
+    )
+    .unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    let mut all = Vec::new();
+    for pack in 0..80 {
+        let writer = objects.pack_writer();
+        for i in 0..256 {
+            let p = src.join(format!("{i}"));
+            let bytes = format!("pack {pack} object {i}");
+            fs::write(&p, &bytes).unwrap();
+            let (h, stored) = writer.put_file(&p, &fs::metadata(&p).unwrap()).unwrap();
+            assert_eq!(stored, Stored::Copied);
+            all.push((h, bytes));
+        }
+        assert_eq!(writer.finish().unwrap(), 256);
+    }
+    let open_files = || fs::read_dir("/proc/self/fd").unwrap().count();
+    let before = open_files();
+    for (h, bytes) in &all {
+        assert_eq!(objects.read(h).unwrap(), bytes.as_bytes());
+    }
+    let held = open_files().saturating_sub(before);
+    assert!(
+        (1..=64).contains(&held),
+        "{held} files held open for 80 packs"
+    );
+    assert_eq!(objects.list().unwrap().len(), all.len());
 }
