@@ -61,9 +61,15 @@ fn round_trip_10k_files_and_a_large_file() {
     drop(f);
     let original = sha256_tree(&env.path("data"));
 
-    let v1 = env.json(&["data", "add", "data"]);
+    let v1 = env.json(&["data", "add", "data", "--sync"]);
     assert_eq!(v1[0]["version"]["files"], 10_001);
     assert!(v1[0]["version"]["size"].as_u64().unwrap() > big_mb << 20);
+    // The small files went into one pack, not 10,000 object files.
+    let packed: Vec<String> = std::fs::read_dir(env.path(".keel/objects/pack"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(packed.len(), 2, "{packed:?}");
 
     // Modify some, delete some, add one, change the big file.
     for i in (0..10_000).step_by(997) {
