@@ -182,19 +182,25 @@ fn write_config(path: &Path, config: &Config) -> Result<()> {
     write_atomic(path, text.as_bytes())
 }
 
-/// Writes a file atomically: a temporary file in the same directory,
-/// flushed, then renamed over the target.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
+/// A new temporary name next to `path` (`.NAME.keel-tmp-UUID`), for a
+/// file that is then renamed over it. Workspace scans skip such names.
+pub(crate) fn tmp_beside(path: &Path) -> PathBuf {
     let parent = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = parent.join(format!(
+    parent.join(format!(
         ".{name}.keel-tmp-{}",
         uuid::Uuid::new_v4().simple()
-    ));
+    ))
+}
+
+/// Writes a file atomically: a temporary file in the same directory,
+/// flushed, then renamed over the target.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = tmp_beside(path);
     let result = (|| {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(bytes)?;

@@ -529,14 +529,7 @@ impl LocalObjects {
         };
         let parent = dest.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(parent).map_err(StoreError::io("creating", parent))?;
-        let name = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = parent.join(format!(
-            ".{name}.keel-tmp-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
+        let tmp = crate::project::tmp_beside(dest);
         let made = match (&packed, mode) {
             (Some(bytes), _) => fs::write(&tmp, bytes),
             (None, LinkMode::Hardlink) => fs::hard_link(&src, &tmp),

@@ -46,6 +46,11 @@ fn sha256_tree(dir: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// A bare object store in `dir/objects`.
+fn objects_in(dir: &Path) -> keel_store::objects::LocalObjects {
+    keel_store::objects::LocalObjects::open(&dir.join("objects"), &dir.join("objects/tmp")).unwrap()
+}
+
 fn write(root: &Path, rel: &str, bytes: &[u8]) {
     let p = root.join(rel);
     fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -560,11 +565,7 @@ async fn sibling_names_sort_like_the_manifest() {
 #[test]
 fn large_objects_with_a_partial_last_block_are_exact() {
     let tmp = tempfile::tempdir().unwrap();
-    let objects = keel_store::objects::LocalObjects::open(
-        &tmp.path().join("objects"),
-        &tmp.path().join("objects/tmp"),
-    )
-    .unwrap();
+    let objects = objects_in(tmp.path());
     let bytes: Vec<u8> = (0..(17u32 << 20) + 12345)
         .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
         .collect();
@@ -611,11 +612,7 @@ fn settled_large_files_are_cloned_where_the_file_system_can() {
         None => tempfile::tempdir(),
     }
     .unwrap();
-    let objects = keel_store::objects::LocalObjects::open(
-        &tmp.path().join("objects"),
-        &tmp.path().join("objects/tmp"),
-    )
-    .unwrap();
+    let objects = objects_in(tmp.path());
     let size = 48u32 << 20;
     let content = |seed: u32| -> Vec<u8> {
         (0..size)
@@ -892,11 +889,7 @@ async fn small_files_of_a_large_add_are_packed() {
 #[test]
 fn many_packs_are_read_without_holding_a_file_open_each() {
     let tmp = tempfile::tempdir().unwrap();
-    let objects = keel_store::objects::LocalObjects::open(
-        &tmp.path().join("objects"),
-        &tmp.path().join("objects/tmp"),
-    )
-    .unwrap();
+    let objects = objects_in(tmp.path());
     let src = tmp.path().join("src");
     fs::create_dir_all(&src).unwrap();
     let mut all = Vec::new();
