@@ -35,6 +35,8 @@ command -v python3 >/dev/null || need_apt+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 # promtool and a real Prometheus for the /metrics tests (keel-cli tests/integration/serve.rs).
 { command -v promtool && command -v prometheus; } >/dev/null || need_apt+=(prometheus)
+# flock(1), which holds a pack directory's lock in a store test (data.rs).
+command -v flock >/dev/null || need_apt+=(util-linux)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq

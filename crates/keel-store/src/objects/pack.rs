@@ -176,6 +176,7 @@ impl PackSet {
     /// stay in the pack, unreachable.
     pub(crate) fn forget(&self, objects: &LocalObjects, h: &ObjectHash, loc: Loc) -> Result<()> {
         let pack = &self.packs[loc.pack as usize];
+        let _lock = lock_indexes(&pack.idx)?;
         let entries = read_idx(&pack.idx, &pack.path).map_err(|message| StoreError::Parse {
             path: pack.idx.clone(),
             line: None,
@@ -195,6 +196,7 @@ pub(crate) fn rebuild_index(
     idx: &Path,
     quarantine: &Path,
 ) -> Result<usize> {
+    let _lock = lock_indexes(idx)?;
     let path = idx.with_extension("pack");
     let file = File::open(&path).map_err(StoreError::io("reading", &path))?;
     let mut r = BufReader::with_capacity(WRITE_BUF, file);
@@ -235,6 +237,23 @@ pub(crate) fn rebuild_index(
     fs::copy(idx, &kept).map_err(StoreError::io("quarantining", idx))?;
     objects.install(&encode_idx(&entries), idx, true)?;
     Ok(entries.len())
+}
+
+/// Takes the lock of the pack directory holding `idx` (`pack/lock`, held
+/// until the returned file is dropped): an index is read, changed and
+/// rewritten under it, so that two `fsck --repair` runs cannot each
+/// rewrite it from what they read and lose the other's change.
+fn lock_indexes(idx: &Path) -> Result<File> {
+    let path = idx.with_file_name("lock");
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(StoreError::io("opening", &path))?;
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| StoreError::io("locking", &path)(e.into()))?;
+    Ok(f)
 }
 
 /// The sorted names and sizes of the `.idx` files in `dir`.

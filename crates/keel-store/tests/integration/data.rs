@@ -816,7 +816,28 @@ async fn small_files_of_a_large_add_are_packed() {
             }
             other => panic!("expected one corrupt object, got {other:?}"),
         }
+        // Repair rewrites the index under the pack directory's lock, so it
+        // waits for another holder (here `flock`, holding it for a second).
+        let lock = objects_dir.join("pack/lock");
+        let mut holder = Command::new("flock")
+            .arg(&lock)
+            .args(["-c", "sleep 1"])
+            .spawn()
+            .unwrap();
+        while Command::new("flock")
+            .arg("-n")
+            .arg(&lock)
+            .arg("true")
+            .status()
+            .unwrap()
+            .success()
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let waited = std::time::Instant::now();
         let repaired = data::fsck(&store, true, &NoProgress).await.unwrap();
+        assert!(waited.elapsed() >= std::time::Duration::from_millis(500));
+        holder.wait().unwrap();
         assert_eq!(repaired.quarantined, 1);
         assert!(root.join(format!(".keel/quarantine/{h7}.packed")).exists());
         assert!(!store.objects.contains(&h7));
