@@ -33,6 +33,9 @@ pub fn run(global: &Global, args: FsckArgs) -> Result<ExitCode> {
                 FsckProblem::Missing { hash, used_by } => {
                     json!({"kind": "missing", "object": hash.to_hex(), "used_by": used_by})
                 }
+                FsckProblem::Unreadable { hash, message, used_by } => {
+                    json!({"kind": "unreadable", "object": hash.to_hex(), "message": message, "used_by": used_by})
+                }
                 FsckProblem::BadManifest { version, message } => {
                     json!({"kind": "bad_manifest", "version": version, "message": message})
                 }
@@ -73,6 +76,14 @@ pub fn run(global: &Global, args: FsckArgs) -> Result<ExitCode> {
                 }
                 FsckProblem::Missing { hash, used_by } => {
                     println!("MISSING  object {hash}");
+                    print_users(used_by);
+                }
+                FsckProblem::Unreadable {
+                    hash,
+                    message,
+                    used_by,
+                } => {
+                    println!("UNREADABLE object {hash}: {message}");
                     print_users(used_by);
                 }
                 FsckProblem::BadManifest { version, message } => {

@@ -127,6 +127,15 @@ pub enum FsckProblem {
         /// `dataset@vN:file` for each use.
         used_by: Vec<String>,
     },
+    /// An object could not be read (an I/O error), so it was not checked.
+    Unreadable {
+        /// The object.
+        hash: ObjectHash,
+        /// The error.
+        message: String,
+        /// `dataset@vN:file` for each use.
+        used_by: Vec<String>,
+    },
     /// A version references an object the store does not have.
     Missing {
         /// The object.
@@ -932,22 +941,36 @@ pub async fn fsck(store: &Store, repair: bool, progress: &dyn Progress) -> Resul
     report.objects = listed.len() as u64;
     report.bytes = listed.iter().map(|(_, s)| s).sum();
     progress.begin("verifying objects", Some(report.bytes), Unit::Bytes);
-    let corrupt: Vec<(ObjectHash, ObjectHash)> = listed
+    // Objects whose bytes do not match (`Ok(actual)`) or cannot be read.
+    let bad: Vec<(ObjectHash, std::result::Result<ObjectHash, String>)> = listed
         .par_iter()
         .filter_map(|(h, size)| {
             let r = objects.verify(h);
             progress.advance(*size);
             match r {
-                Ok(Some(actual)) => Some((*h, actual)),
+                Ok(Some(actual)) => Some((*h, Ok(actual))),
                 Ok(None) => None,
-                // Unreadable counts as corrupt: its bytes cannot be trusted.
-                Err(_) => Some((*h, ObjectHash::of_bytes(b""))),
+                Err(e) => Some((*h, Err(e.to_string()))),
             }
         })
         .collect();
     progress.end();
     let present: HashSet<ObjectHash> = listed.iter().map(|(h, _)| *h).collect();
-    for (hash, actual) in corrupt {
+    for (hash, checked) in bad {
+        let used_by = users.get(&hash).cloned().unwrap_or_default();
+        let actual = match checked {
+            Ok(actual) => actual,
+            // Not quarantined: the error may pass (permissions, a full
+            // table of open files), and the bytes may be right.
+            Err(message) => {
+                report.problems.push(FsckProblem::Unreadable {
+                    hash,
+                    message,
+                    used_by,
+                });
+                continue;
+            }
+        };
         if repair {
             let moved = objects.quarantine(&hash, &quarantine)?;
             report.quarantined += moved.len() as u64;
@@ -955,7 +978,7 @@ pub async fn fsck(store: &Store, repair: bool, progress: &dyn Progress) -> Resul
         report.problems.push(FsckProblem::Corrupt {
             hash,
             actual,
-            used_by: users.get(&hash).cloned().unwrap_or_default(),
+            used_by,
         });
     }
     let mut missing: Vec<(&ObjectHash, &Vec<String>)> =

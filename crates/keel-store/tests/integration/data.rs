@@ -272,6 +272,25 @@ async fn fsck_names_corrupt_objects_and_their_datasets() {
             .unwrap();
         let report = data::fsck(&store, false, &NoProgress).await.unwrap();
         assert!(report.problems.is_empty(), "{:?}", report.problems);
+
+        // An object that cannot be read is reported as such, with its
+        // users, and left where it is by repair.
+        let alpha = store
+            .objects
+            .path_of(&keel_core::ObjectHash::of_bytes(b"alpha"));
+        fs::remove_file(&alpha).unwrap();
+        fs::create_dir(&alpha).unwrap();
+        for repair in [false, true] {
+            let report = data::fsck(&store, repair, &NoProgress).await.unwrap();
+            assert!(
+                matches!(report.problems.as_slice(),
+                    [FsckProblem::Unreadable { used_by, message, .. }]
+                        if used_by == &vec!["d@v1:a.txt".to_string()] && !message.is_empty()),
+                "{:?}",
+                report.problems
+            );
+            assert!(alpha.is_dir());
+        }
     }
 }
 
