@@ -13,7 +13,8 @@ use crate::output::Bars;
 #[derive(Args, Debug)]
 pub struct FsckArgs {
     /// Move corrupt objects to .keel/quarantine/ so that a re-add or pull
-    /// can store the right bytes again.
+    /// can store the right bytes again, and rebuild damaged pack indexes
+    /// from their packs.
     #[arg(long)]
     pub repair: bool,
 }
@@ -51,6 +52,7 @@ pub fn run(global: &Global, args: FsckArgs) -> Result<ExitCode> {
             "temp_files": report.temp_files,
             "quarantined": report.quarantined,
             "rebuilt_indexes": report.rebuilt_indexes,
+            "rebuilt_objects": report.rebuilt_objects,
             "ok": report.problems.is_empty(),
             "problems": problems,
         }));
@@ -83,7 +85,7 @@ pub fn run(global: &Global, args: FsckArgs) -> Result<ExitCode> {
                     message,
                     used_by,
                 } => {
-                    println!("UNREADABLE object {hash}: {message}");
+                    println!("IO-ERROR object {hash}: {message}");
                     print_users(used_by);
                 }
                 FsckProblem::BadManifest { version, message } => {
@@ -102,8 +104,8 @@ pub fn run(global: &Global, args: FsckArgs) -> Result<ExitCode> {
         }
         if report.rebuilt_indexes > 0 {
             println!(
-                "rebuilt {} damaged pack index(es) from their packs (old ones kept in .keel/quarantine/)",
-                report.rebuilt_indexes
+                "rebuilt {} damaged pack index(es) from their packs, naming {} object(s) (old indexes kept in .keel/quarantine/)",
+                report.rebuilt_indexes, report.rebuilt_objects
             );
         }
         if report.temp_files > 0 {

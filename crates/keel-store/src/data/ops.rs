@@ -175,6 +175,8 @@ pub struct FsckReport {
     pub quarantined: u64,
     /// Damaged pack indexes rebuilt from their packs (with `repair`).
     pub rebuilt_indexes: u64,
+    /// The objects those rebuilt indexes name.
+    pub rebuilt_objects: u64,
     /// Leftover temporary files of interrupted writers (harmless).
     pub temp_files: u64,
 }
@@ -923,11 +925,16 @@ pub async fn fsck(store: &Store, repair: bool, progress: &dyn Progress) -> Resul
     let quarantine = store.project.keel_dir().join("quarantine");
     for (path, message) in objects.bad_pack_indexes() {
         let message = if !repair {
-            format!("{message} (`keel fsck --repair` rebuilds it from its pack)")
+            if message.starts_with("its pack:") {
+                message
+            } else {
+                format!("{message} (`keel fsck --repair` rebuilds it from its pack)")
+            }
         } else {
             match objects.rebuild_pack_index(&path, &quarantine) {
-                Ok(_) => {
+                Ok(n) => {
                     report.rebuilt_indexes += 1;
+                    report.rebuilt_objects += n as u64;
                     continue;
                 }
                 Err(e) => format!("{message}; rebuilding it from its pack failed: {e}"),

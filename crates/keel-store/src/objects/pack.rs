@@ -80,9 +80,9 @@ struct Pack {
 /// Every pack of a store, as read from their indexes at one moment.
 #[derive(Default)]
 pub(crate) struct PackSet {
-    /// The index files read (name and size), sorted, to notice new and
-    /// rewritten ones.
-    names: Vec<(String, u64)>,
+    /// The index files read (name, size, inode), sorted, to notice new
+    /// and rewritten ones.
+    names: Vec<(String, u64, u64)>,
     packs: Vec<Pack>,
     /// Pack files held open (up to [`MAX_OPEN_PACKS`]).
     open: AtomicUsize,
@@ -108,7 +108,7 @@ impl PackSet {
             names: idx_names(dir),
             ..PackSet::default()
         };
-        for (name, _) in set.names.clone() {
+        for (name, ..) in set.names.clone() {
             let idx = dir.join(&name);
             let path = idx.with_extension("pack");
             let entries = match read_idx(&idx, &path) {
@@ -164,12 +164,20 @@ impl PackSet {
             return f.read_exact_at(buf, offset);
         }
         let f = File::open(&pack.path)?;
-        if self.open.fetch_add(1, Ordering::Relaxed) < MAX_OPEN_PACKS {
-            // Another thread may have opened it meanwhile: either does.
-            return pack.file.get_or_init(|| f).read_exact_at(buf, offset);
+        if self.open.fetch_add(1, Ordering::Relaxed) >= MAX_OPEN_PACKS {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+            return f.read_exact_at(buf, offset);
         }
-        self.open.fetch_sub(1, Ordering::Relaxed);
-        f.read_exact_at(buf, offset)
+        let mut kept_ours = false;
+        let kept = pack.file.get_or_init(|| {
+            kept_ours = true;
+            f
+        });
+        if !kept_ours {
+            // Another thread kept its file meanwhile: give the slot back.
+            self.open.fetch_sub(1, Ordering::Relaxed);
+        }
+        kept.read_exact_at(buf, offset)
     }
 
     /// Rewrites the index of `loc`'s pack without object `h`: the bytes
@@ -187,10 +195,13 @@ impl PackSet {
     }
 }
 
-/// Rebuilds the index `idx` from its pack's records: every complete record
-/// whose bytes hash to its name, up to the first damaged record head.
-/// The old index is moved to `quarantine` first. Returns the objects
-/// indexed.
+/// Rebuilds the index `idx` from its pack: every record whose bytes hash
+/// to its head's name, read in order until the records' framing breaks
+/// (a damaged length), then every entry of the damaged index that still
+/// points at bytes with the right hash (found where the framing no longer
+/// leads). The old index is kept in `quarantine`. An index that reads
+/// correctly by the time the lock is held (another repair rebuilt it) is
+/// left alone. Returns the objects indexed.
 pub(crate) fn rebuild_index(
     objects: &LocalObjects,
     idx: &Path,
@@ -198,8 +209,13 @@ pub(crate) fn rebuild_index(
 ) -> Result<usize> {
     let _lock = lock_indexes(idx)?;
     let path = idx.with_extension("pack");
-    let file = File::open(&path).map_err(StoreError::io("reading", &path))?;
-    let mut r = BufReader::with_capacity(WRITE_BUF, file);
+    if let Ok(entries) = read_idx(idx, &path) {
+        return Ok(entries.len());
+    }
+    let read_err = |e| StoreError::io("reading", &path)(e);
+    let file = File::open(&path).map_err(read_err)?;
+    let pack_len = file.metadata().map_err(read_err)?.len();
+    let mut r = BufReader::with_capacity(WRITE_BUF, &file);
     let mut magic = [0u8; 8];
     if r.read_exact(&mut magic).is_err() || &magic != PACK_MAGIC {
         return Err(StoreError::Parse {
@@ -208,35 +224,74 @@ pub(crate) fn rebuild_index(
             message: "not a keel pack (bad magic)".into(),
         });
     }
-    let mut entries = Vec::new();
-    let mut seen = std::collections::HashSet::new();
+    let mut found: HashMap<ObjectHash, (u64, u64)> = HashMap::new();
     let mut at = PACK_MAGIC.len() as u64;
     let mut head = [0u8; RECORD_HEAD as usize];
     let mut bytes = Vec::new();
-    while r.read_exact(&mut head).is_ok() {
+    // `Ok(false)` at the end of the pack (a torn last record included).
+    let read_or_end = |r: &mut BufReader<&File>, buf: &mut [u8]| match r.read_exact(buf) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(read_err(e)),
+    };
+    while read_or_end(&mut r, &mut head)? {
         let len = u64_at(&head, 32);
         if len > PACKED_MAX {
             break;
         }
         bytes.resize(len as usize, 0);
-        if r.read_exact(&mut bytes).is_err() {
+        if !read_or_end(&mut r, &mut bytes)? {
             break;
         }
         let mut h = [0u8; 32];
         h.copy_from_slice(&head[..32]);
         let h = ObjectHash::from_bytes(h);
-        if ObjectHash::of_bytes(&bytes) == h && seen.insert(h) {
-            entries.push((h, at + RECORD_HEAD, len));
+        if ObjectHash::of_bytes(&bytes) == h {
+            found.entry(h).or_insert((at + RECORD_HEAD, len));
         }
         at += RECORD_HEAD + len;
     }
+    // Past a broken frame, the old entries may still be right.
+    let old = fs::read(idx).unwrap_or_default();
+    for (h, offset, len) in salvage_idx(&old, pack_len) {
+        if found.contains_key(&h) {
+            continue;
+        }
+        bytes.resize(len as usize, 0);
+        if file.read_exact_at(&mut bytes, offset).is_ok() && ObjectHash::of_bytes(&bytes) == h {
+            found.insert(h, (offset, len));
+        }
+    }
+    let mut entries: Vec<_> = found.into_iter().map(|(h, (o, l))| (h, o, l)).collect();
     entries.sort_unstable_by_key(|e| e.0);
     fs::create_dir_all(quarantine).map_err(StoreError::io("creating", quarantine))?;
     let name = idx.file_name().unwrap_or_default().to_string_lossy();
     let kept = quarantine.join(format!("{name}.{}", uuid::Uuid::new_v4().simple()));
-    fs::copy(idx, &kept).map_err(StoreError::io("quarantining", idx))?;
+    fs::write(&kept, &old)
+        .and_then(|()| File::open(&kept)?.sync_all())
+        .map_err(StoreError::io("quarantining to", &kept))?;
     objects.install(&encode_idx(&entries), idx, true)?;
     Ok(entries.len())
+}
+
+/// The entries of a damaged index that are each well-formed and inside
+/// the pack, whatever its checksum and count say.
+fn salvage_idx(bytes: &[u8], pack_len: u64) -> Vec<(ObjectHash, u64, u64)> {
+    if bytes.len() < 16 || &bytes[..8] != IDX_MAGIC {
+        return Vec::new();
+    }
+    bytes[16..]
+        .chunks_exact(ENTRY)
+        .filter_map(|e| {
+            let mut h = [0u8; 32];
+            h.copy_from_slice(&e[..32]);
+            let (offset, len) = (u64_at(e, 32), u64_at(e, 40));
+            let inside = offset >= PACK_MAGIC.len() as u64 + RECORD_HEAD
+                && len <= PACKED_MAX
+                && offset.checked_add(len).is_some_and(|end| end <= pack_len);
+            inside.then(|| (ObjectHash::from_bytes(h), offset, len))
+        })
+        .collect()
 }
 
 /// Takes the lock of the pack directory holding `idx` (`pack/lock`, held
@@ -256,15 +311,18 @@ fn lock_indexes(idx: &Path) -> Result<File> {
     Ok(f)
 }
 
-/// The sorted names and sizes of the `.idx` files in `dir`.
-fn idx_names(dir: &Path) -> Vec<(String, u64)> {
-    let mut names: Vec<(String, u64)> = fs::read_dir(dir)
+/// The sorted names, sizes and inodes of the `.idx` files in `dir` (an
+/// index rewritten in place is a new file: a new inode).
+fn idx_names(dir: &Path) -> Vec<(String, u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut names: Vec<(String, u64, u64)> = fs::read_dir(dir)
         .map(|d| {
             d.flatten()
                 .filter_map(|e| {
                     let name = e.file_name().to_string_lossy().into_owned();
                     let idx = name.ends_with(".idx") && !name.starts_with('.');
-                    idx.then(|| (name, e.metadata().map(|m| m.len()).unwrap_or(0)))
+                    let (len, ino) = e.metadata().map(|m| (m.len(), m.ino())).unwrap_or((0, 0));
+                    idx.then_some((name, len, ino))
                 })
                 .collect()
         })

@@ -881,6 +881,9 @@ async fn small_files_of_a_large_add_are_packed() {
         let idx = objects_dir.join("pack").join(&packs[0]);
         let before_damage = store.objects.list().unwrap().len();
         flip_byte(&idx, 20);
+        // A handle opened after the damage, as a server started then.
+        let late = store.project.objects(&Overrides::default()).unwrap();
+        assert!(!late.contains(&ObjectHash::of_bytes(b"0,0\n")));
         let report = data::fsck(&store, false, &NoProgress).await.unwrap();
         assert!(
             matches!(report.problems.first(), Some(FsckProblem::BadPackIndex { path, message })
@@ -891,6 +894,8 @@ async fn small_files_of_a_large_add_are_packed() {
         assert!(report.problems.iter().any(|p| matches!(p, FsckProblem::Missing { hash, .. } if *hash == ObjectHash::of_bytes(b"0,0\n"))));
         let repaired = data::fsck(&store, true, &NoProgress).await.unwrap();
         assert_eq!(repaired.rebuilt_indexes, 1);
+        // All the pack's objects but the corrupt one dropped before.
+        assert_eq!(repaired.rebuilt_objects, n + 2 - 1);
         let report = data::fsck(&store, false, &NoProgress).await.unwrap();
         assert!(report.problems.is_empty(), "{:?}", report.problems);
         assert_eq!(
@@ -898,6 +903,11 @@ async fn small_files_of_a_large_add_are_packed() {
             b"0,0\n"
         );
         assert_eq!(store.objects.list().unwrap().len(), before_damage);
+        // The rebuilt index is a new file: the late handle reads it.
+        assert_eq!(
+            late.read(&ObjectHash::of_bytes(b"0,0\n")).unwrap(),
+            b"0,0\n"
+        );
 
         // A pack whose writer was killed before naming its index is a
         // leftover, counted and cleaned; a writer dropped before `finish`
@@ -956,4 +966,58 @@ fn many_packs_are_read_without_holding_a_file_open_each() {
         "{held} files held open for 80 packs"
     );
     assert_eq!(objects.list().unwrap().len(), all.len());
+}
+
+/// A damaged index is rebuilt from the pack even past a record whose
+/// length field is damaged too (the records' framing then breaks): the
+/// damaged index's own entries that still point at the right bytes fill in.
+#[test]
+fn a_pack_index_is_rebuilt_past_a_damaged_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let objects = objects_in(tmp.path());
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    let writer = objects.pack_writer();
+    let mut all = Vec::new();
+    for i in 0..300 {
+        let p = src.join(format!("{i}"));
+        let bytes = format!("object number {i}");
+        fs::write(&p, &bytes).unwrap();
+        all.push(writer.put_file(&p, &fs::metadata(&p).unwrap()).unwrap().0);
+    }
+    assert_eq!(writer.finish().unwrap(), 300);
+    let pack_dir = tmp.path().join("objects/pack");
+    let names: Vec<_> = fs::read_dir(&pack_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let pack = names
+        .iter()
+        .find(|p| p.extension().unwrap() == "pack")
+        .unwrap();
+    let idx = pack.with_extension("idx");
+    // The length field of object 3's record (the 8 bytes before its bytes).
+    let bytes = fs::read(pack).unwrap();
+    // Objects were written in order: the first match is object 3 (not 30).
+    let at = bytes
+        .windows(15)
+        .position(|w| w == b"object number 3")
+        .unwrap() as u64;
+    flip_byte(pack, at - 8);
+    // The index's checksum, so that every entry is still right.
+    flip_byte(&idx, fs::metadata(&idx).unwrap().len() - 1);
+    assert_eq!(objects.bad_pack_indexes().len(), 1);
+    let quarantine = tmp.path().join("quarantine");
+    assert_eq!(objects.rebuild_pack_index(&idx, &quarantine).unwrap(), 300);
+    assert!(objects.bad_pack_indexes().is_empty());
+    for (i, h) in all.iter().enumerate() {
+        assert_eq!(
+            objects.read(h).unwrap(),
+            format!("object number {i}").as_bytes()
+        );
+    }
+    assert_eq!(fs::read_dir(&quarantine).unwrap().count(), 1);
+    // Rebuilding a sound index changes nothing.
+    assert_eq!(objects.rebuild_pack_index(&idx, &quarantine).unwrap(), 300);
+    assert_eq!(fs::read_dir(&quarantine).unwrap().count(), 1);
 }
