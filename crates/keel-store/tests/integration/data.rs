@@ -986,15 +986,9 @@ fn a_pack_index_is_rebuilt_past_a_damaged_record() {
         all.push(writer.put_file(&p, &fs::metadata(&p).unwrap()).unwrap().0);
     }
     assert_eq!(writer.finish().unwrap(), 300);
-    let pack_dir = tmp.path().join("objects/pack");
-    let names: Vec<_> = fs::read_dir(&pack_dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    let pack = names
-        .iter()
-        .find(|p| p.extension().unwrap() == "pack")
-        .unwrap();
+    let names = pack_files(&tmp.path().join("objects"));
+    assert_eq!(names.len(), 2, "{names:?}");
+    let pack = &tmp.path().join("objects/pack").join(&names[1]);
     let idx = pack.with_extension("idx");
     // The length field of object 3's record (the 8 bytes before its bytes).
     let bytes = fs::read(pack).unwrap();
