@@ -202,7 +202,11 @@ pub async fn pull(
         Unit::Bytes,
     );
     let items: Vec<(ObjectHash, u64)> = needed.iter().map(|(h, s, _)| (*h, *s)).collect();
-    let (n, bytes) = transfer_all(&items, progress, |h| remote.download(&store.objects, h)).await?;
+    // Small objects go into a pack, as `data add` stores them; an
+    // interrupted pull keeps the large ones only.
+    let pack = store.objects.pack_writer();
+    let (n, bytes) = transfer_all(&items, progress, |h| remote.download_to(&pack, h)).await?;
+    pack.finish()?;
     report.transferred += n;
     report.bytes += bytes;
     progress.end();

@@ -1039,6 +1039,26 @@ impl RemoteObjects {
         Ok(())
     }
 
+    /// Downloads object `h` through `pack` (into its pack if small),
+    /// verifying its hash first.
+    pub async fn download_to(&self, pack: &PackWriter<'_>, h: &ObjectHash) -> Result<()> {
+        let result = self.store.get(&self.key(h)).await.map_err(self.os_err())?;
+        if result.meta.size > pack::PACKED_MAX {
+            drop(result);
+            return self.download(pack.objects(), h).await;
+        }
+        let bytes = result.bytes().await.map_err(self.os_err())?;
+        let actual = ObjectHash::of_bytes(&bytes);
+        if actual != *h {
+            return Err(StoreError::CorruptObject {
+                expected: *h,
+                actual,
+            });
+        }
+        pack.put_bytes(&bytes)?;
+        Ok(())
+    }
+
     /// Downloads object `h` into the local store, verifying its hash
     /// before it gets its name.
     pub async fn download(&self, local: &LocalObjects, h: &ObjectHash) -> Result<()> {

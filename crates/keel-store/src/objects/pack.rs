@@ -24,8 +24,8 @@
 //! durably) only by `fsck --repair`: minus a corrupt object, or rebuilt
 //! from its pack when damaged.
 //!
-//! Only `data add` writes packs ([`PackWriter`]). Every other writer
-//! (artifacts, pipeline outputs, pulls) writes loose objects and
+//! Only `data add` and `data pull` write packs ([`PackWriter`]). Every
+//! other writer (artifacts, pipeline outputs) writes loose objects and
 //! deduplicates against loose objects only, because the artifact server
 //! serves files by their path in the store.
 
@@ -43,7 +43,7 @@ use super::{read_small, LocalObjects, Stored, TmpObject};
 use crate::error::{Result, StoreError};
 
 /// Files up to this size go into a pack during an add.
-const PACKED_MAX: u64 = 1 << 20;
+pub(super) const PACKED_MAX: u64 = 1 << 20;
 /// A pack is made only of at least this many objects or [`PACK_MIN_BYTES`]:
 /// fewer are stored loose, so that small adds do not multiply packs (every
 /// index is read when the store is first used).
@@ -406,7 +406,7 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(x)
 }
 
-/// Appends the small objects of one add to a new pack; see the module
+/// Appends the small objects of one add or pull to a new pack; see the module
 /// documentation. Large files go to [`LocalObjects::put_file`]. The small
 /// ones are held in memory until there are enough for a pack; if there
 /// never are, [`PackWriter::finish`] stores them loose. Nothing is stored
@@ -441,14 +441,27 @@ impl<'a> PackWriter<'a> {
         }
     }
 
+    /// The store this writer adds to.
+    pub(super) fn objects(&self) -> &LocalObjects {
+        self.objects
+    }
+
     /// Stores the file at `src` (scanned as `before`), as
     /// [`LocalObjects::put_file`] does, but into the pack if it is small.
     pub fn put_file(&self, src: &Path, before: &fs::Metadata) -> Result<(ObjectHash, Stored)> {
         if before.len() > PACKED_MAX {
             return self.objects.put_file(src, before);
         }
-        let bytes = read_small(src, before)?;
-        let h = ObjectHash::of_bytes(&bytes);
+        self.put_bytes(&read_small(src, before)?)
+    }
+
+    /// Stores `bytes`, into the pack if they are small.
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<(ObjectHash, Stored)> {
+        if bytes.len() as u64 > PACKED_MAX {
+            let (h, new) = self.objects.put_bytes(bytes)?;
+            return Ok((h, Stored::new_as(new, Stored::Copied)));
+        }
+        let h = ObjectHash::of_bytes(bytes);
         let len = bytes.len() as u64;
         if self.known.get(&h).is_some_and(|l| l.len == len) || self.objects.has_loose(&h, len) {
             return Ok((h, Stored::Existing));
@@ -464,7 +477,7 @@ impl<'a> PackWriter<'a> {
         w.buf.extend_from_slice(h.as_bytes());
         w.buf.extend_from_slice(&len.to_le_bytes());
         let offset = w.len + RECORD_HEAD;
-        w.buf.extend_from_slice(&bytes);
+        w.buf.extend_from_slice(bytes);
         w.len = offset + len;
         w.entries.insert(h, (offset, len));
         if w.tmp.is_none() && (w.entries.len() >= PACK_MIN || w.buf.len() >= PACK_MIN_BYTES) {

@@ -301,7 +301,7 @@ async fn push_pull_through_a_remote_into_a_fresh_clone() {
         let a = tmp.path().join("a");
         fs::create_dir_all(&a).unwrap();
         let store = project(backend, &a).await;
-        for i in 0..50 {
+        for i in 0..300 {
             write(
                 &a,
                 &format!("data/{i}.csv"),
@@ -317,11 +317,11 @@ async fn push_pull_through_a_remote_into_a_fresh_clone() {
         let pushed = data::push(&store, &remote, &[], false, &NoProgress)
             .await
             .unwrap();
-        assert_eq!(pushed.transferred, 51);
+        assert_eq!(pushed.transferred, 301);
         let again = data::push(&store, &remote, &[], false, &NoProgress)
             .await
             .unwrap();
-        assert_eq!((again.transferred, again.present), (0, 51));
+        assert_eq!((again.transferred, again.present), (0, 301));
 
         // A fresh clone: only the pointer file (as git would bring it),
         // its own empty stores.
@@ -344,7 +344,9 @@ async fn push_pull_through_a_remote_into_a_fresh_clone() {
         )
         .await
         .unwrap();
-        assert_eq!(pulled.transferred, 51);
+        assert_eq!(pulled.transferred, 301);
+        // The clone packed the small files it pulled, as an add does.
+        assert_eq!(pack_files(&b.join(".keel/objects")).len(), 2);
         assert_eq!(sha256_tree(&b.join("data")), original);
         assert_eq!(
             fs::read(b.join("data.keel")).unwrap(),
