@@ -385,6 +385,36 @@ async fn push_pull_through_a_remote_into_a_fresh_clone() {
             !c.join("data").exists(),
             "nothing checked out from a failed pull"
         );
+
+        // An object whose bytes changed on the remote: refused by hash,
+        // nothing packed or checked out.
+        let tampered = keel_core::ObjectHash::of_bytes(b"x,y\n8,64\n");
+        let hex = tampered.to_hex();
+        fs::write(remote_dir.join(&hex[..2]).join(&hex[2..]), b"x,y\n8,65\n").unwrap();
+        fs::write(
+            remote_dir.join(&victim[..2]).join(&victim[2..]),
+            b"x,y\n7,49\n",
+        )
+        .unwrap();
+        let err = data::pull(
+            &third,
+            &remote,
+            &[VersionRef {
+                path: ds("data"),
+                version: None,
+            }],
+            AUTO,
+            &NoProgress,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(err, StoreError::CorruptObject { expected, .. } if expected == tampered),
+            "{err}"
+        );
+        assert!(!third.objects.contains(&tampered));
+        assert!(pack_files(&c.join(".keel/objects")).is_empty());
+        assert!(!c.join("data").exists());
     }
 }
 
