@@ -159,7 +159,7 @@ impl LocalObjects {
     }
 
     /// Where the loose object named `h` lives (packed objects have no
-    /// path of their own; only `data add` packs objects).
+    /// path of their own; only `data add` and `data pull` pack objects).
     pub fn path_of(&self, h: &ObjectHash) -> PathBuf {
         let hex = h.to_hex();
         self.root.join(&hex[..2]).join(&hex[2..])
