@@ -294,6 +294,18 @@ async fn fsck_names_corrupt_objects_and_their_datasets() {
     }
 }
 
+/// Pulls `data` (its latest version) from `remote` into `store`.
+async fn pull_data(
+    store: &Store,
+    remote: &RemoteObjects,
+) -> Result<data::TransferReport, StoreError> {
+    let latest = VersionRef {
+        path: ds("data"),
+        version: None,
+    };
+    data::pull(store, remote, &[latest], AUTO, &NoProgress).await
+}
+
 #[tokio::test]
 async fn push_pull_through_a_remote_into_a_fresh_clone() {
     for backend in backends() {
@@ -332,18 +344,7 @@ async fn push_pull_through_a_remote_into_a_fresh_clone() {
         let clone = Store::from_project(pb, &Overrides::default())
             .await
             .unwrap();
-        let pulled = data::pull(
-            &clone,
-            &remote,
-            &[VersionRef {
-                path: ds("data"),
-                version: None,
-            }],
-            AUTO,
-            &NoProgress,
-        )
-        .await
-        .unwrap();
+        let pulled = pull_data(&clone, &remote).await.unwrap();
         assert_eq!(pulled.transferred, 301);
         // The clone packed the small files it pulled, as an add does.
         assert_eq!(pack_files(&b.join(".keel/objects")).len(), 2);
@@ -363,18 +364,7 @@ async fn push_pull_through_a_remote_into_a_fresh_clone() {
         let third = Store::from_project(pc, &Overrides::default())
             .await
             .unwrap();
-        let err = data::pull(
-            &third,
-            &remote,
-            &[VersionRef {
-                path: ds("data"),
-                version: None,
-            }],
-            AUTO,
-            &NoProgress,
-        )
-        .await
-        .unwrap_err();
+        let err = pull_data(&third, &remote).await.unwrap_err();
         let msg = err.to_string();
         assert!(
             matches!(err, StoreError::RemoteObjectMissing { count: 1, .. }),
@@ -396,18 +386,7 @@ async fn push_pull_through_a_remote_into_a_fresh_clone() {
             b"x,y\n7,49\n",
         )
         .unwrap();
-        let err = data::pull(
-            &third,
-            &remote,
-            &[VersionRef {
-                path: ds("data"),
-                version: None,
-            }],
-            AUTO,
-            &NoProgress,
-        )
-        .await
-        .unwrap_err();
+        let err = pull_data(&third, &remote).await.unwrap_err();
         assert!(
             matches!(err, StoreError::CorruptObject { expected, .. } if expected == tampered),
             "{err}"
