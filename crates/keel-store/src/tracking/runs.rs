@@ -1470,7 +1470,7 @@ pub async fn search(
         });
     }
     if let Some(lane) = store.db.lane() {
-        return lane.read(|c| {
+        return lane.read_scan(|c| {
             let page = q.fetch_on(c, "searching runs", |r| info_from_row(r))?;
             Ok(Page {
                 items: hydrate_on(c, page.items)?,
