@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # keel serve vs `mlflow models serve` vs a bare hyper server (canned
-# response: the ceiling), with wrk on loopback, same model and machine.
+# response: the ceiling; and `hyper-parse`, which also parses each body),
+# with wrk on loopback, same model and machine.
 # Requests/s and p50/p99 for 1-row and 100-row MLflow `/invocations`
 # requests (`{"inputs": [[...]]}`) at 1, 16, 64 connections, and RSS after
 # each run. keel runs with the prediction log on (default `write` durability:
@@ -65,12 +66,19 @@ run() { # name port path pid
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     p50=$(awk '$1=="50%" {print $2}' <<<"$out"); p99=$(awk '$1=="99%" {print $2}' <<<"$out")
     errs=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr -s ' ' | tr '\n' ';')
-    printf "%-8s rows=%-4s c=%-3s %10s req/s  p50 %-9s p99 %-9s RSS %7s KiB %s\n" "$1" "$rows" "$c" "$rps" "$p50" "$p99" "$(rss "$4")" "$errs"
+    printf "%-11s rows=%-4s c=%-3s %10s req/s  p50 %-9s p99 %-9s RSS %7s KiB %s\n" "$1" "$rows" "$c" "$rps" "$p50" "$p99" "$(rss "$4")" "$errs"
   done; done
 }
 
 "$canned" 127.0.0.1:18090 2>/dev/null & pids+=($!)
 sleep 0.5; run hyper 18090 /invocations "${pids[-1]}"
+kill "${pids[-1]}"
+
+# The same server reading and parsing each body (serde_json into f32 rows)
+# before its canned answer: the ceiling for a server that must read its
+# inputs, with no model, log or metrics.
+"$canned" 127.0.0.1:18095 --parse 2>/dev/null & pids+=($!)
+sleep 0.5; run hyper-parse 18095 /invocations "${pids[-1]}"
 kill "${pids[-1]}"
 
 "$keel" serve "$work/model" --port 18091 --log-dir "$work/log" 2>"$work/keel.log" & pids+=($!)

@@ -17,6 +17,7 @@ use keel_ml::onnx::{IoType, Tensor, TensorData, Value};
 use keel_ml::package::Package;
 
 use crate::error::{Result, ServeError};
+use crate::predlog::{csv_field, LogRows};
 
 /// The element type of a signature column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -574,48 +575,41 @@ impl ServedModel {
         }
     }
 
-    /// Each row's feature values as the CSV fields of a prediction-log
-    /// line (comma-separated, quoted when needed), written straight into
-    /// one string per row: per-cell strings cost most of the server's CPU
-    /// on 100-row requests.
-    pub fn log_rows(&self, inputs: &[Tensor]) -> Vec<String> {
-        match self.layout {
-            Layout::Matrix => {
-                let Some(t) = inputs.first() else {
-                    return Vec::new();
-                };
-                let (r, c) = t.as_matrix_dims();
-                (0..r)
-                    .map(|i| {
-                        let mut line = String::with_capacity(c * 10);
-                        for j in 0..c {
-                            if j > 0 {
-                                line.push(',');
-                            }
-                            write_cell(&mut line, t, i * c + j);
-                        }
-                        line
-                    })
-                    .collect()
-            }
-            Layout::PerColumn => {
-                let n = inputs
+    /// Each row of a scored request as the CSV fields of a prediction-log
+    /// line: the feature values, then the row's label and score (empty when
+    /// missing or NaN), written straight into one buffer.
+    pub fn log_rows(&self, inputs: &[Tensor], labels: &[String], scores: &[f64]) -> LogRows {
+        let (n, width) = match self.layout {
+            Layout::Matrix => inputs.first().map_or((0, 0), Tensor::as_matrix_dims),
+            Layout::PerColumn => (
+                inputs
                     .first()
-                    .map_or(0, |t| t.shape.first().copied().unwrap_or(1));
-                (0..n)
-                    .map(|i| {
-                        let mut line = String::with_capacity(inputs.len() * 10);
-                        for (j, t) in inputs.iter().enumerate() {
-                            if j > 0 {
-                                line.push(',');
-                            }
-                            write_cell(&mut line, t, i);
-                        }
-                        line
-                    })
-                    .collect()
+                    .map_or(0, |t| t.shape.first().copied().unwrap_or(1)),
+                inputs.len(),
+            ),
+        };
+        let mut rows = LogRows::with_capacity(n, width * 10 + 24);
+        let mut score = ryu::Buffer::new();
+        for i in 0..n {
+            let line = rows.current();
+            for j in 0..width {
+                if j > 0 {
+                    line.push(',');
+                }
+                match self.layout {
+                    Layout::Matrix => write_cell(line, &inputs[0], i * width + j),
+                    Layout::PerColumn => write_cell(line, &inputs[j], i),
+                }
             }
+            line.push(',');
+            csv_field(line, labels.get(i).map_or("", String::as_str));
+            line.push(',');
+            if let Some(s) = scores.get(i).filter(|s| !s.is_nan()) {
+                line.push_str(score.format(*s));
+            }
+            rows.end_row();
         }
+        rows
     }
 }
 
@@ -625,30 +619,38 @@ impl ServedModel {
 /// form, by `ryu`: `1.0`, `1e-7`; std's formatting was a fifth of the CPU
 /// of 100-row requests).
 pub fn write_cell(out: &mut String, t: &Tensor, i: usize) {
-    use std::fmt::Write as _;
-    let _ = match &t.data {
+    match &t.data {
         TensorData::F32(v) => {
             if let Some(x) = v.get(i).filter(|x| !x.is_nan()) {
                 out.push_str(ryu::Buffer::new().format(*x));
             }
-            Ok(())
         }
         TensorData::F64(v) => {
             if let Some(x) = v.get(i).filter(|x| !x.is_nan()) {
                 out.push_str(ryu::Buffer::new().format(*x));
             }
-            Ok(())
         }
-        TensorData::I64(v) => v.get(i).map_or(Ok(()), |x| write!(out, "{x}")),
-        TensorData::I32(v) => v.get(i).map_or(Ok(()), |x| write!(out, "{x}")),
-        TensorData::Bool(v) => v.get(i).map_or(Ok(()), |x| write!(out, "{x}")),
+        TensorData::I64(v) => {
+            if let Some(x) = v.get(i) {
+                out.push_str(itoa::Buffer::new().format(*x));
+            }
+        }
+        TensorData::I32(v) => {
+            if let Some(x) = v.get(i) {
+                out.push_str(itoa::Buffer::new().format(*x));
+            }
+        }
+        TensorData::Bool(v) => {
+            if let Some(x) = v.get(i) {
+                out.push_str(if *x { "true" } else { "false" });
+            }
+        }
         TensorData::Str(v) => {
             if let Some(x) = v.get(i) {
-                crate::predlog::csv_field(out, x);
+                csv_field(out, x);
             }
-            Ok(())
         }
-    };
+    }
 }
 
 fn argmax(v: &[f64]) -> usize {
@@ -854,8 +856,14 @@ pub fn tensor_strings(t: &Tensor) -> Vec<String> {
     match &t.data {
         TensorData::F32(v) => v.iter().map(|x| fmt_f64(f64::from(*x))).collect(),
         TensorData::F64(v) => v.iter().map(|x| fmt_f64(*x)).collect(),
-        TensorData::I64(v) => v.iter().map(i64::to_string).collect(),
-        TensorData::I32(v) => v.iter().map(i32::to_string).collect(),
+        TensorData::I64(v) => v
+            .iter()
+            .map(|x| itoa::Buffer::new().format(*x).to_owned())
+            .collect(),
+        TensorData::I32(v) => v
+            .iter()
+            .map(|x| itoa::Buffer::new().format(*x).to_owned())
+            .collect(),
         TensorData::Bool(v) => v.iter().map(bool::to_string).collect(),
         TensorData::Str(v) => v.clone(),
     }

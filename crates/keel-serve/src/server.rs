@@ -25,7 +25,7 @@ use serde_json::{json, Value as J};
 use crate::error::{Result, ServeError};
 use crate::metrics::{Gauge, Loaded, Protocol, Registry, VersionMetrics};
 use crate::model::{Outcome, ServedModel};
-use crate::predlog::{now_ms, LogConfig, PredictionLog, Record};
+use crate::predlog::{now_ms, LogConfig, LogRows, PredictionLog, Record};
 use crate::resolve::Resolver;
 use crate::{mlflow, v2};
 
@@ -409,21 +409,9 @@ fn make_record(
     outcome: Option<&Outcome>,
     inputs: &[keel_ml::onnx::Tensor],
 ) -> Record {
-    let rows = match outcome {
-        Some(o) => {
-            let mut rows = slot.model.log_rows(inputs);
-            for (i, row) in rows.iter_mut().enumerate() {
-                row.push(',');
-                crate::predlog::csv_field(row, o.labels.get(i).map_or("", String::as_str));
-                row.push(',');
-                if let Some(s) = o.scores.get(i).filter(|s| !s.is_nan()) {
-                    row.push_str(ryu::Buffer::new().format(*s));
-                }
-            }
-            rows
-        }
-        None => Vec::new(),
-    };
+    let rows = outcome.map_or_else(LogRows::default, |o| {
+        slot.model.log_rows(inputs, &o.labels, &o.scores)
+    });
     Record {
         request_id: request_id.to_string(),
         timestamp_ms: now_ms(),
