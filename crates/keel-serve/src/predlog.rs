@@ -210,17 +210,6 @@ impl LogRows {
     }
 }
 
-impl<S: AsRef<str>> FromIterator<S> for LogRows {
-    fn from_iter<I: IntoIterator<Item = S>>(rows: I) -> LogRows {
-        let mut out = LogRows::default();
-        for r in rows {
-            out.current().push_str(r.as_ref());
-            out.end_row();
-        }
-        out
-    }
-}
-
 /// A ground-truth label for a logged request.
 #[derive(Debug, Clone)]
 pub struct Feedback {
@@ -765,7 +754,14 @@ mod tests {
             latency_seconds: 0.00125,
             cpu_seconds: 0.5,
             columns: vec!["a".to_string(), "prediction".into(), "score".into()].into(),
-            rows: rows.into_iter().collect(),
+            rows: {
+                let mut out = LogRows::default();
+                for r in rows {
+                    out.current().push_str(r);
+                    out.end_row();
+                }
+                out
+            },
         }
     }
 
