@@ -32,9 +32,11 @@ pub(crate) type SharedError = Arc<rusqlite::Error>;
 /// Runs after the transaction of a job ends: `Ok` when it committed.
 type Done = Box<dyn FnOnce(std::result::Result<(), SharedError>) + Send>;
 /// A queued job: given the connection inside the group's transaction (or
-/// the error that kept the transaction from starting), does its work and
-/// returns what to do once the transaction ends.
-type Job = Box<dyn FnOnce(std::result::Result<&Connection, SharedError>) -> Done + Send>;
+/// the error that kept the transaction from starting) and whether it is
+/// the group's only job, does its work and returns what to do once the
+/// transaction ends, and whether the work failed.
+type Job =
+    Box<dyn FnOnce(std::result::Result<&Connection, SharedError>, bool) -> (Done, bool) + Send>;
 
 /// One SQLite connection plus the queue of jobs waiting for it.
 pub(crate) struct Lane {
@@ -227,19 +229,24 @@ impl Lane {
         F: FnOnce(&Connection) -> std::result::Result<R, E> + Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel::<std::result::Result<R, E>>();
-        let job: Job = Box::new(move |conn| {
+        let job: Job = Box::new(move |conn, alone| {
             let result = match conn {
                 Err(e) => Err(E::from(sqlite_error("starting a transaction", e))),
+                // Alone in its group, a failed job rolls the whole
+                // transaction back: no savepoint needed.
+                Ok(c) if alone => f(c),
                 Ok(c) => in_savepoint(c, f),
             };
-            Box::new(move |commit| {
+            let failed = result.is_err();
+            let done: Done = Box::new(move |commit| {
                 let result = match commit {
                     Ok(()) => result,
                     Err(e) => result.and(Err(E::from(sqlite_error("committing", e)))),
                 };
                 // The caller may have gone away (client disconnected).
                 let _ = tx.send(result);
-            })
+            });
+            (done, failed)
         });
         lock(&self.queue).push(job);
         self.drive();
@@ -271,7 +278,7 @@ impl Lane {
             };
             if !conn.is_autocommit() {
                 // Left open by a job that panicked: its group never committed.
-                let _ = conn.execute_batch("ROLLBACK");
+                let _ = exec(&conn, "ROLLBACK");
             }
             let mut rounds = 0;
             let disk = self.disk.load(Ordering::Relaxed);
@@ -321,10 +328,7 @@ fn read_on<R, E: From<StoreError>>(
     c: &Connection,
     f: impl FnOnce(&Connection) -> std::result::Result<R, E>,
 ) -> std::result::Result<R, E> {
-    let sql = |s: &str| {
-        c.execute_batch(s)
-            .map_err(|e| E::from(sqlite_error("reading", Arc::new(e))))
-    };
+    let sql = |s: &str| exec(c, s).map_err(|e| E::from(sqlite_error("reading", Arc::new(e))));
     sql("BEGIN").and_then(|()| {
         let r = f(c);
         // A read transaction: COMMIT and ROLLBACK both just end it.
@@ -355,24 +359,44 @@ fn blocking(work: impl FnOnce()) {
 
 /// One transaction for `jobs`: BEGIN IMMEDIATE (take the write lock up
 /// front, waiting out other writers), each job, COMMIT, then the replies.
-/// Returns whether it committed.
+/// A job alone in its group runs without a savepoint; when it fails, the
+/// transaction is rolled back instead. Returns whether it committed.
 fn run_group(conn: &Connection, jobs: Vec<Job>) -> bool {
-    let begun = conn.execute_batch("BEGIN IMMEDIATE").map_err(Arc::new);
+    let begun = exec(conn, "BEGIN IMMEDIATE").map_err(Arc::new);
+    let alone = jobs.len() == 1;
+    let mut failed = false;
     let dones: Vec<Done> = jobs
         .into_iter()
-        .map(|job| job(begun.as_ref().map(|()| conn).map_err(Arc::clone)))
+        .map(|job| {
+            let (done, f) = job(begun.as_ref().map(|()| conn).map_err(Arc::clone), alone);
+            failed |= f;
+            done
+        })
         .collect();
     let committed = begun.and_then(|()| {
-        conn.execute_batch("COMMIT").map_err(|e| {
-            let _ = conn.execute_batch("ROLLBACK");
+        if alone && failed {
+            // Its failure is its answer; an error here (SQLite may have
+            // rolled back already) changes nothing.
+            let _ = exec(conn, "ROLLBACK");
+            return Ok(false);
+        }
+        exec(conn, "COMMIT").map(|()| true).map_err(|e| {
+            let _ = exec(conn, "ROLLBACK");
             Arc::new(e)
         })
     });
-    let ok = committed.is_ok();
+    let ok = committed.as_ref().is_ok_and(|&c| c);
+    let outcome = committed.map(|_| ());
     for done in dones {
-        done(committed.clone());
+        done(outcome.clone());
     }
     ok
+}
+
+/// Runs one parameterless statement (BEGIN, COMMIT, SAVEPOINT…) from the
+/// connection's statement cache: `execute_batch` parsed it on every call.
+fn exec(c: &Connection, sql: &str) -> rusqlite::Result<()> {
+    c.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 /// Runs `f` under a savepoint, rolled back if `f` fails.
@@ -380,15 +404,13 @@ fn in_savepoint<R, E: From<StoreError>>(
     c: &Connection,
     f: impl FnOnce(&Connection) -> std::result::Result<R, E>,
 ) -> std::result::Result<R, E> {
-    let sql = |s: &str| {
-        c.execute_batch(s)
-            .map_err(|e| E::from(sqlite_error("savepoint", Arc::new(e))))
-    };
+    let sql = |s: &str| exec(c, s).map_err(|e| E::from(sqlite_error("savepoint", Arc::new(e))));
     sql("SAVEPOINT job")?;
     match f(c) {
         Ok(v) => sql("RELEASE job").map(|()| v),
         Err(e) => {
-            sql("ROLLBACK TO job; RELEASE job")?;
+            sql("ROLLBACK TO job")?;
+            sql("RELEASE job")?;
             Err(e)
         }
     }
@@ -544,6 +566,65 @@ mod tests {
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .unwrap();
         assert_eq!(count, n as i64);
+    }
+
+    /// A failed job's writes are undone, whether it ran alone (no
+    /// savepoint: its transaction is rolled back) or in a group with
+    /// other jobs (its savepoint is), and the others still commit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_job_leaves_nothing_alone_or_in_a_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, setup) = test_db(dir.path());
+        let lane = Arc::new(Lane::open(&path).unwrap());
+        let failing = |n: i64| {
+            move |c: &Connection| {
+                insert(c, n, 0)?;
+                // A duplicate primary key: the job fails after writing.
+                insert(c, n, 0)
+            }
+        };
+        assert!(lane.run(failing(1)).await.is_err());
+        assert!(lock(&lane.conn).is_autocommit(), "the transaction ended");
+        // A group: hold the connection while three jobs queue up.
+        let held = lock(&lane.conn);
+        let calls: Vec<_> = [(2, false), (3, true), (4, false)]
+            .into_iter()
+            .map(|(n, fail)| {
+                let lane = Arc::clone(&lane);
+                tokio::spawn(async move {
+                    if fail {
+                        lane.run(failing(n)).await
+                    } else {
+                        lane.run(move |c| insert(c, n, 0)).await
+                    }
+                })
+            })
+            .collect();
+        while lock(&lane.queue).len() < 3 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        drop(held);
+        let driver = Arc::clone(&lane);
+        tokio::task::spawn_blocking(move || driver.drive())
+            .await
+            .unwrap();
+        let answers: Vec<bool> = futures_ok(calls).await;
+        assert_eq!(answers, [true, false, true]);
+        let mut st = setup.prepare("SELECT n FROM t ORDER BY n").unwrap();
+        let rows: Vec<i64> = st
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(rows, [2, 4]);
+    }
+
+    async fn futures_ok(calls: Vec<tokio::task::JoinHandle<Result<()>>>) -> Vec<bool> {
+        let mut out = Vec::new();
+        for c in calls {
+            out.push(c.await.unwrap().is_ok());
+        }
+        out
     }
 
     /// A short read runs on the idle write connection and sees every

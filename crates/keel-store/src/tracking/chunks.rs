@@ -6,7 +6,10 @@
 //! Why: as one row per point, inserting the points was two thirds of a
 //! 1,000-point log-batch's server time (B-tree seeks and page splits per
 //! point). A chunk is one insert whatever its size, and 24 bytes per point
-//! on disk instead of ~80.
+//! on disk instead of ~80. On SQLite, a call that logs only a few points
+//! of a key (the mlflow client's `log_metric` sends one) appends them to
+//! the key's last chunk while it is small (`runs::append_to_chunks`), so
+//! per-call logging fills chunks too.
 //!
 //! What a chunk does not do, and who does it instead:
 //! - A point bound to a logged model or a dataset (MLflow 3) carries names
@@ -37,12 +40,24 @@ const POINT: usize = 24;
 pub(crate) fn encode<'a>(points: impl ExactSizeIterator<Item = &'a Metric>) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + points.len() * POINT);
     out.push(LAYOUT_V1);
+    put_points(&mut out, points);
+    out
+}
+
+/// Points packed as [`encode`] packs them, without the layout byte: what
+/// is appended to a stored chunk.
+pub(crate) fn encode_points<'a>(points: impl ExactSizeIterator<Item = &'a Metric>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(points.len() * POINT);
+    put_points(&mut out, points);
+    out
+}
+
+fn put_points<'a>(out: &mut Vec<u8>, points: impl Iterator<Item = &'a Metric>) {
     for m in points {
         out.extend_from_slice(&m.step.to_le_bytes());
         out.extend_from_slice(&m.timestamp.to_le_bytes());
         out.extend_from_slice(&m.value.to_bits().to_le_bytes());
     }
-    out
 }
 
 /// Whether a point goes into a chunk (it names no model and no dataset).

@@ -4,7 +4,7 @@
 use keel_store::tracking::runs::{self, Batch};
 use keel_store::tracking::{experiments, KeyValue, Lifecycle, Metric, TrackingError, ViewType};
 
-use crate::backends::{backends, project};
+use crate::backends::{backends, project, Backend};
 
 fn point(key: &str, value: f64, step: i64) -> Metric {
     Metric {
@@ -442,9 +442,70 @@ async fn search_filters_and_orders_over_child_tables() {
     }
 }
 
+/// The mlflow client's `log_metric` sends one point per call. On SQLite a
+/// call's few points go into the key's last chunk until it holds 1 KiB
+/// (42 points): 101 calls make 3 chunks per key, not 101. The history and
+/// the latest value are the same as with a chunk per call, on both
+/// backends, a retried call included.
+#[tokio::test]
+async fn points_logged_one_per_call_share_chunks() {
+    use sqlx::Row;
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = project(backend, dir.path()).await;
+        let exp = experiments::create(&st, "p", None, &[]).await.unwrap();
+        let run = runs::create(&st, exp, "u", None, None, &[])
+            .await
+            .unwrap()
+            .info
+            .run_id;
+        for step in 0..100i64 {
+            let ms = [
+                point("acc", step as f64, step),
+                point("loss", -step as f64, step),
+            ];
+            runs::log_batch(&st, &run, &ms, &[], &[]).await.unwrap();
+        }
+        // A retry of the last call's acc point.
+        runs::log_batch(&st, &run, &[point("acc", 99.0, 99)], &[], &[])
+            .await
+            .unwrap();
+        for (key, sign) in [("acc", 1.0), ("loss", -1.0)] {
+            let h = runs::metric_history(&st, &run, key, None, None)
+                .await
+                .unwrap();
+            let got: Vec<(i64, f64)> = h.items.iter().map(|m| (m.step, m.value)).collect();
+            let want: Vec<(i64, f64)> = (0..100).map(|s| (s, sign * s as f64)).collect();
+            assert_eq!(got, want, "{backend:?} {key}");
+        }
+        let mut latest = runs::get(&st, &run).await.unwrap().metrics;
+        latest.sort_by(|a, b| a.key.cmp(&b.key));
+        let latest: Vec<(&str, i64, f64)> = latest
+            .iter()
+            .map(|m| (m.key.as_str(), m.step, m.value))
+            .collect();
+        assert_eq!(
+            latest,
+            [("acc", 99, 99.0), ("loss", 99, -99.0)],
+            "{backend:?}"
+        );
+        let chunks: i64 = sqlx::query("SELECT COUNT(*) FROM metric_chunks WHERE run_id = $1")
+            .bind(&run)
+            .fetch_one(st.db.pool())
+            .await
+            .unwrap()
+            .get(0);
+        let want = if matches!(backend, Backend::Sqlite) {
+            6
+        } else {
+            201
+        };
+        assert_eq!(chunks, want, "{backend:?}");
+    }
+}
+
 /// A key's history is read from both places points live: rows (points of
-/// an older keel, and points bound to a model or dataset) and chunks (one
-/// per key per call). It comes back ordered, without exact duplicates, and
+/// an older keel, and points bound to a model or dataset) and chunks. It comes back ordered, without exact duplicates, and
 /// the same whether read at once or page by page.
 #[tokio::test]
 async fn history_merges_rows_and_chunks_in_order() {
@@ -521,15 +582,22 @@ async fn history_merges_rows_and_chunks_in_order() {
         }
         assert_eq!(paged, steps, "{backend:?}");
 
-        // One chunk per key per call (three calls), and the bound point is
-        // a row a logged-model lookup can find.
+        // PostgreSQL: one chunk per key per call (three calls). SQLite: each
+        // call logs a dozen points, which the later calls append to the
+        // first call's chunk. The bound point is a row a logged-model
+        // lookup can find.
         let chunks: i64 = sqlx::query("SELECT COUNT(*) FROM metric_chunks WHERE run_id = $1")
             .bind(&run)
             .fetch_one(st.db.pool())
             .await
             .unwrap()
             .get(0);
-        assert_eq!(chunks, 3, "{backend:?}");
+        let want = if matches!(backend, Backend::Sqlite) {
+            1
+        } else {
+            3
+        };
+        assert_eq!(chunks, want, "{backend:?}");
         let rows: i64 =
             sqlx::query("SELECT COUNT(*) FROM run_metrics WHERE run_id = $1 AND step = 41")
                 .bind(&run)
