@@ -442,6 +442,29 @@ async fn search_filters_and_orders_over_child_tables() {
     }
 }
 
+/// A new project on `backend` in `dir`, with one run.
+async fn store_with_run(backend: Backend, dir: &std::path::Path) -> (keel_store::Store, String) {
+    let st = project(backend, dir).await;
+    let exp = experiments::create(&st, "e", None, &[]).await.unwrap();
+    let run = runs::create(&st, exp, "u", None, None, &[])
+        .await
+        .unwrap()
+        .info
+        .run_id;
+    (st, run)
+}
+
+/// How many metric chunks `run` has.
+async fn chunk_count(st: &keel_store::Store, run: &str) -> i64 {
+    use sqlx::Row;
+    sqlx::query("SELECT COUNT(*) FROM metric_chunks WHERE run_id = $1")
+        .bind(run)
+        .fetch_one(st.db.pool())
+        .await
+        .unwrap()
+        .get(0)
+}
+
 /// The mlflow client's `log_metric` sends one point per call. On SQLite a
 /// call's few points go into the key's last chunk until it holds 1 KiB
 /// (42 points): 101 calls make 3 chunks per key, not 101. The history and
@@ -449,16 +472,9 @@ async fn search_filters_and_orders_over_child_tables() {
 /// backends, a retried call included.
 #[tokio::test]
 async fn points_logged_one_per_call_share_chunks() {
-    use sqlx::Row;
     for backend in backends() {
         let dir = tempfile::tempdir().unwrap();
-        let st = project(backend, dir.path()).await;
-        let exp = experiments::create(&st, "p", None, &[]).await.unwrap();
-        let run = runs::create(&st, exp, "u", None, None, &[])
-            .await
-            .unwrap()
-            .info
-            .run_id;
+        let (st, run) = store_with_run(backend, dir.path()).await;
         for step in 0..100i64 {
             let ms = [
                 point("acc", step as f64, step),
@@ -489,12 +505,7 @@ async fn points_logged_one_per_call_share_chunks() {
             [("acc", 99, 99.0), ("loss", 99, -99.0)],
             "{backend:?}"
         );
-        let chunks: i64 = sqlx::query("SELECT COUNT(*) FROM metric_chunks WHERE run_id = $1")
-            .bind(&run)
-            .fetch_one(st.db.pool())
-            .await
-            .unwrap()
-            .get(0);
+        let chunks = chunk_count(&st, &run).await;
         let want = if matches!(backend, Backend::Sqlite) {
             6
         } else {
@@ -512,13 +523,7 @@ async fn history_merges_rows_and_chunks_in_order() {
     use sqlx::Row;
     for backend in backends() {
         let dir = tempfile::tempdir().unwrap();
-        let st = project(backend, dir.path()).await;
-        let exp = experiments::create(&st, "h", None, &[]).await.unwrap();
-        let run = runs::create(&st, exp, "u", None, None, &[])
-            .await
-            .unwrap()
-            .info
-            .run_id;
+        let (st, run) = store_with_run(backend, dir.path()).await;
         // Even steps as rows, as a keel before chunks wrote them.
         for step in (0..40i64).step_by(2) {
             sqlx::query(
@@ -586,12 +591,7 @@ async fn history_merges_rows_and_chunks_in_order() {
         // call logs a dozen points, which the later calls append to the
         // first call's chunk. The bound point is a row a logged-model
         // lookup can find.
-        let chunks: i64 = sqlx::query("SELECT COUNT(*) FROM metric_chunks WHERE run_id = $1")
-            .bind(&run)
-            .fetch_one(st.db.pool())
-            .await
-            .unwrap()
-            .get(0);
+        let chunks = chunk_count(&st, &run).await;
         let want = if matches!(backend, Backend::Sqlite) {
             1
         } else {
