@@ -276,10 +276,6 @@ impl Lane {
                 Err(TryLockError::Poisoned(p)) => p.into_inner(),
                 Err(TryLockError::WouldBlock) => return,
             };
-            if !conn.is_autocommit() {
-                // Left open by a job that panicked: its group never committed.
-                let _ = exec(&conn, "ROLLBACK");
-            }
             let mut rounds = 0;
             let disk = self.disk.load(Ordering::Relaxed);
             let mut work = || loop {
@@ -362,6 +358,11 @@ fn blocking(work: impl FnOnce()) {
 /// A job alone in its group runs without a savepoint; when it fails, the
 /// transaction is rolled back instead. Returns whether it committed.
 fn run_group(conn: &Connection, jobs: Vec<Job>) -> bool {
+    if !conn.is_autocommit() {
+        // Left open by a job that panicked (its group never committed) or
+        // by a ROLLBACK that failed: BEGIN would fail for every job.
+        let _ = exec(conn, "ROLLBACK");
+    }
     let begun = exec(conn, "BEGIN IMMEDIATE").map_err(Arc::new);
     let alone = jobs.len() == 1;
     let mut failed = false;

@@ -1036,16 +1036,18 @@ fn apply_batch_on(
     Ok(())
 }
 
-/// Most points of one key that a call may append to the key's last chunk
-/// instead of starting a chunk of its own.
+/// Most points of one key, and most keys, that a call may append to the
+/// keys' last chunks instead of starting chunks of its own (a call with
+/// many keys or points writes them in a few multi-row inserts instead).
 const APPEND_MAX_POINTS: usize = 16;
+const APPEND_MAX_KEYS: usize = 16;
 
-/// Size up to which a chunk takes appended points (~42 points): small
+/// Size up to which a chunk takes appended points (42 points): small
 /// enough that a chunk stays on its B-tree page, next to its neighbours.
-const APPEND_CHUNK_BYTES: i64 = 1024;
+const APPEND_CHUNK_BYTES: usize = 1024;
 
-/// Appends the plain points of each key that this call logs only a few of
-/// to the key's last chunk, while it is small; returns the `(run, key)`
+/// Appends the plain points of the keys that this call logs only a few of
+/// to each key's last chunk, while it is small; returns the `(run, key)`
 /// pairs whose points were stored so. SQLite lane only.
 ///
 /// Why: the mlflow client's `log_metric` sends one point per call. As a
@@ -1055,39 +1057,56 @@ const APPEND_CHUNK_BYTES: i64 = 1024;
 /// the call writes anyway, and a history read decodes one chunk per ~42
 /// points instead of one per point. The chunk layout does not change: a
 /// chunk is its layout byte and then points, however many calls wrote them.
+/// (The bytes are joined here, not with SQL's `||`, which works on text
+/// and would lose a byte of an odd-length blob in a UTF-16 database.)
 fn append_to_chunks<'a>(
     c: &rusqlite::Connection,
     run_id: &'a str,
     metrics: &'a [Metric],
 ) -> TrackingResult<HashSet<(&'a str, &'a str)>> {
+    use rusqlite::OptionalExtension;
     let mut keys: Vec<(&str, Vec<&Metric>)> = Vec::new();
+    let mut slot: HashMap<&str, usize> = HashMap::new();
     for m in metrics.iter().filter(|m| chunks::chunkable(m)) {
-        match keys.iter_mut().find(|(k, _)| *k == m.key) {
-            Some((_, points)) => points.push(m),
-            None => keys.push((&m.key, vec![m])),
-        }
+        let i = *slot.entry(m.key.as_str()).or_insert_with(|| {
+            keys.push((&m.key, Vec::new()));
+            keys.len() - 1
+        });
+        keys[i].1.push(m);
     }
     let mut appended = HashSet::new();
+    if keys.len() > APPEND_MAX_KEYS {
+        return Ok(appended);
+    }
+    let err = TrackingError::sqlite;
     for (key, points) in keys {
         if points.len() > APPEND_MAX_POINTS {
             continue;
         }
-        let bytes = chunks::encode_points(points.iter().copied());
-        let changed = c
+        let last: Option<(i64, Vec<u8>)> = c
             .prepare_cached(
-                // `||` makes text of blobs, byte for byte in a UTF-8
-                // database (keel's are); the CAST makes it a blob again.
-                "UPDATE metric_chunks SET points = CAST(points || ?1 AS BLOB)
-                 WHERE rowid = (SELECT max(rowid) FROM metric_chunks WHERE run_id = ?2 AND key = ?3)
-                   AND length(points) + length(?1) <= ?4",
+                "SELECT rowid, points FROM metric_chunks WHERE run_id = ?1 AND key = ?2
+                 ORDER BY rowid DESC LIMIT 1",
             )
             .and_then(|mut st| {
-                st.execute(rusqlite::params![bytes, run_id, key, APPEND_CHUNK_BYTES])
+                st.query_row(rusqlite::params![run_id, key], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
             })
-            .map_err(TrackingError::sqlite("logging metrics"))?;
-        if changed == 1 {
-            appended.insert((run_id, key));
+            .map_err(err("logging metrics"))?;
+        let Some((rowid, mut blob)) = last else {
+            continue;
+        };
+        let added = chunks::encode_points(points.iter().copied());
+        if blob.len() + added.len() > APPEND_CHUNK_BYTES {
+            continue;
         }
+        blob.extend_from_slice(&added);
+        c.prepare_cached("UPDATE metric_chunks SET points = ?1 WHERE rowid = ?2")
+            .and_then(|mut st| st.execute(rusqlite::params![blob, rowid]))
+            .map_err(err("logging metrics"))?;
+        appended.insert((run_id, key));
     }
     Ok(appended)
 }

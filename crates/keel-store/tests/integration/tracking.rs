@@ -469,7 +469,7 @@ async fn chunk_count(st: &keel_store::Store, run: &str) -> i64 {
 /// call's few points go into the key's last chunk until it holds 1 KiB
 /// (42 points): 101 calls make 3 chunks per key, not 101. The history and
 /// the latest value are the same as with a chunk per call, on both
-/// backends, a retried call included.
+/// backends, a retried call included. A call with many keys does not append.
 #[tokio::test]
 async fn points_logged_one_per_call_share_chunks() {
     for backend in backends() {
@@ -512,12 +512,20 @@ async fn points_logged_one_per_call_share_chunks() {
             201
         };
         assert_eq!(chunks, want, "{backend:?}");
+        // A call with many keys (`log_metrics` of a whole dict) inserts a
+        // chunk per key, on SQLite too: 17 keys, twice.
+        let wide: Vec<Metric> = (0..17).map(|k| point(&format!("k{k}"), 1.0, 0)).collect();
+        for _ in 0..2 {
+            runs::log_batch(&st, &run, &wide, &[], &[]).await.unwrap();
+        }
+        assert_eq!(chunk_count(&st, &run).await, want + 34, "{backend:?}");
     }
 }
 
 /// A key's history is read from both places points live: rows (points of
-/// an older keel, and points bound to a model or dataset) and chunks. It comes back ordered, without exact duplicates, and
-/// the same whether read at once or page by page.
+/// an older keel, and points bound to a model or dataset) and chunks. It
+/// comes back ordered, without exact duplicates, and the same whether read
+/// at once or page by page.
 #[tokio::test]
 async fn history_merges_rows_and_chunks_in_order() {
     use sqlx::Row;
