@@ -546,16 +546,7 @@ mod tests {
                 })
             })
             .collect();
-        // (The test body runs on block_on's thread, not a worker: the
-        // spawned calls queue up on the workers meanwhile.)
-        while lock(&lane.queue).len() < n {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        drop(held);
-        let driver = Arc::clone(&lane);
-        tokio::task::spawn_blocking(move || driver.drive())
-            .await
-            .unwrap();
+        drive_once_queued(&lane, held, n).await;
         // A job stranded in the queue would never be answered.
         for (i, c) in calls.into_iter().enumerate() {
             let answered = tokio::time::timeout(Duration::from_secs(60), c)
@@ -601,15 +592,11 @@ mod tests {
                 })
             })
             .collect();
-        while lock(&lane.queue).len() < 3 {
-            std::thread::sleep(Duration::from_millis(2));
+        drive_once_queued(&lane, held, 3).await;
+        let mut answers = Vec::new();
+        for c in calls {
+            answers.push(c.await.unwrap().is_ok());
         }
-        drop(held);
-        let driver = Arc::clone(&lane);
-        tokio::task::spawn_blocking(move || driver.drive())
-            .await
-            .unwrap();
-        let answers: Vec<bool> = futures_ok(calls).await;
         assert_eq!(answers, [true, false, true]);
         let mut st = setup.prepare("SELECT n FROM t ORDER BY n").unwrap();
         let rows: Vec<i64> = st
@@ -620,12 +607,19 @@ mod tests {
         assert_eq!(rows, [2, 4]);
     }
 
-    async fn futures_ok(calls: Vec<tokio::task::JoinHandle<Result<()>>>) -> Vec<bool> {
-        let mut out = Vec::new();
-        for c in calls {
-            out.push(c.await.unwrap().is_ok());
+    /// Waits until `n` jobs have queued behind the connection that `held`
+    /// holds, lets it go, and drives the queue on a blocking thread. (The
+    /// test body runs on block_on's thread, not a worker: the spawned calls
+    /// queue up on the workers meanwhile.)
+    async fn drive_once_queued(lane: &Arc<Lane>, held: MutexGuard<'_, Connection>, n: usize) {
+        while lock(&lane.queue).len() < n {
+            std::thread::sleep(Duration::from_millis(2));
         }
-        out
+        drop(held);
+        let driver = Arc::clone(lane);
+        tokio::task::spawn_blocking(move || driver.drive())
+            .await
+            .unwrap();
     }
 
     /// A short read runs on the idle write connection and sees every

@@ -758,18 +758,11 @@ fn metric_statements(
         .collect();
     let split = |v: f64| if v.is_nan() { (0.0, 1i64) } else { (v, 0) };
     // Plain points: one chunk per (run, key), in first-seen order.
-    let mut groups: Vec<((&str, &str), Vec<&Metric>)> = Vec::new();
-    let mut slot: HashMap<(&str, &str), usize> = HashMap::new();
-    for &(run, m) in rows
-        .iter()
-        .filter(|(run, m)| chunks::chunkable(m) && !appended.contains(&(*run, m.key.as_str())))
-    {
-        let i = *slot.entry((run, m.key.as_str())).or_insert_with(|| {
-            groups.push(((run, m.key.as_str()), Vec::new()));
-            groups.len() - 1
-        });
-        groups[i].1.push(m);
-    }
+    let groups = group_in_order(
+        rows.iter()
+            .filter(|(run, m)| chunks::chunkable(m) && !appended.contains(&(*run, m.key.as_str()))),
+        |&&(run, m)| ((run, m.key.as_str()), m),
+    );
     out.extend(multi_row_inserts(
         backend,
         "INSERT INTO metric_chunks (run_id, key, points) VALUES ",
@@ -851,6 +844,26 @@ fn metric_statements(
         },
     ));
     out
+}
+
+/// `items` grouped by the key `split` gives each, groups in the order their
+/// keys first appear.
+fn group_in_order<I, K, V>(items: I, split: impl Fn(&I::Item) -> (K, V)) -> Vec<(K, Vec<V>)>
+where
+    I: Iterator,
+    K: std::hash::Hash + Eq + Copy,
+{
+    let mut groups: Vec<(K, Vec<V>)> = Vec::new();
+    let mut slot: HashMap<K, usize> = HashMap::new();
+    for item in items {
+        let (k, v) = split(&item);
+        let i = *slot.entry(k).or_insert_with(|| {
+            groups.push((k, Vec::new()));
+            groups.len() - 1
+        });
+        groups[i].1.push(v);
+    }
+    groups
 }
 
 /// `{head}(…), (…) {tail}` statements for `rows`, in [`chunk_sizes`]
@@ -1065,15 +1078,9 @@ fn append_to_chunks<'a>(
     metrics: &'a [Metric],
 ) -> TrackingResult<HashSet<(&'a str, &'a str)>> {
     use rusqlite::OptionalExtension;
-    let mut keys: Vec<(&str, Vec<&Metric>)> = Vec::new();
-    let mut slot: HashMap<&str, usize> = HashMap::new();
-    for m in metrics.iter().filter(|m| chunks::chunkable(m)) {
-        let i = *slot.entry(m.key.as_str()).or_insert_with(|| {
-            keys.push((&m.key, Vec::new()));
-            keys.len() - 1
-        });
-        keys[i].1.push(m);
-    }
+    let keys = group_in_order(metrics.iter().filter(|m| chunks::chunkable(m)), |m| {
+        (m.key.as_str(), *m)
+    });
     let mut appended = HashSet::new();
     if keys.len() > APPEND_MAX_KEYS {
         return Ok(appended);
